@@ -1,0 +1,1 @@
+"""skserve: serve a published scikit-learn model from a serverless HTTP function."""

@@ -1,0 +1,125 @@
+"""The manifest: what a published version contains, and how to verify it.
+
+Readers trust nothing they download until its SHA-256 matches the manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import platform
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from skserve.errors import IntegrityError
+
+MANIFEST = "manifest.json"
+ARTIFACT = "model.pkl"
+LATEST = "LATEST"
+TASKS = ("classification", "regression")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_REQUIRED = ("name", "version", "task", "n_features", "files")
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex SHA-256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A version id that sorts by time and cannot collide: 20261127T073000Z-3f9a1c2b."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+
+
+def check_version(version: str) -> str:
+    """Return `version` if it is a safe version id (it becomes part of a key)."""
+    if not _VERSION_RE.match(version):
+        raise IntegrityError(f"invalid model version id {version[:80]!r}")
+    return version
+
+
+def version_key(version: str, filename: str) -> str:
+    """The store key of one file of one version."""
+    return f"versions/{check_version(version)}/{filename}"
+
+
+def environment() -> dict[str, str]:
+    """Versions of everything a pickle's compatibility depends on."""
+    import numpy
+    import scipy
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed manifest.json; `data` keeps every field as published."""
+
+    data: dict[str, Any]
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Manifest:
+        """Parse and sanity-check a manifest; IntegrityError if it is unusable."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise IntegrityError("manifest.json is not valid JSON") from None
+        if not isinstance(data, dict):
+            raise IntegrityError("manifest.json is not a JSON object")
+        missing = [key for key in _REQUIRED if key not in data]
+        if missing:
+            raise IntegrityError(f"manifest.json lacks {', '.join(missing)}")
+        if data["task"] not in TASKS or not isinstance(data["files"], dict):
+            raise IntegrityError("manifest.json has an invalid task or files entry")
+        check_version(str(data["version"]))
+        return cls(data)
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.data, indent=2, sort_keys=True).encode() + b"\n"
+
+    @property
+    def version(self) -> str:
+        return str(self.data["version"])
+
+    @property
+    def task(self) -> str:
+        return str(self.data["task"])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.data["n_features"])
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        return self.data.get("feature_names")
+
+    @property
+    def files(self) -> dict[str, dict[str, Any]]:
+        return self.data["files"]
+
+    def verify(self, filename: str, data: bytes) -> None:
+        """Raise IntegrityError unless `data` is exactly the file the manifest lists."""
+        entry = self.files.get(filename)
+        if not isinstance(entry, dict) or "sha256" not in entry:
+            raise IntegrityError(f"manifest of {self.version} does not list {filename}")
+        if entry.get("bytes") != len(data):
+            raise IntegrityError(
+                f"{filename} of {self.version} is {len(data)} bytes, "
+                f"manifest says {entry.get('bytes')}"
+            )
+        if not hmac.compare_digest(sha256_hex(data), str(entry["sha256"])):
+            raise IntegrityError(
+                f"{filename} of {self.version} does not match its SHA-256 in the "
+                "manifest; refusing to unpickle it"
+            )

@@ -1,0 +1,172 @@
+"""Model loading: LATEST -> manifest -> verified files -> unpickle, lazily and once.
+
+functions-framework serves many threads per instance; `ModelHolder` makes the
+first request load the model while concurrent ones wait for that same load.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from skserve.errors import Unavailable
+from skserve.logs import log, log_exception
+from skserve.manifest import (
+    ARTIFACT,
+    LATEST,
+    MANIFEST,
+    Manifest,
+    check_version,
+    version_key,
+)
+from skserve.runtime import SklearnRuntime
+from skserve.storage import Store
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model and the manifest it was verified against, swapped as one object."""
+
+    manifest: Manifest
+    runtime: SklearnRuntime
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+
+def read_latest(store: Store) -> str:
+    """The promoted version id of the model rooted at `store`."""
+    return check_version(store.read(LATEST).decode("utf-8", "replace").strip())
+
+
+def fetch_model(
+    store: Store, version: str, *, allow_version_mismatch: bool = False
+) -> LoadedModel:
+    """Download `version`, verify every file against its manifest, then unpickle."""
+    manifest = Manifest.from_bytes(store.read(version_key(version, MANIFEST)))
+    if manifest.version != version:
+        raise Unavailable(
+            f"manifest under {version} describes {manifest.version}",
+            code="integrity_error",
+        )
+    artifact = store.read(version_key(version, ARTIFACT))
+    manifest.verify(ARTIFACT, artifact)  # before anything is unpickled
+    runtime = SklearnRuntime.load(
+        manifest, artifact, allow_version_mismatch=allow_version_mismatch
+    )
+    return LoadedModel(manifest, runtime)
+
+
+class ModelHolder:
+    """Holds the current model: lazy first load, retry after failure, hot refresh.
+
+    A failed load is never cached: requests inside the backoff window get the
+    same 503 at once; the first request after it tries again.
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[str], LoadedModel],
+        latest: Callable[[], str],
+        *,
+        pinned: str | None = None,
+        refresh_seconds: int = 0,
+        backoff: tuple[float, float] = (1.0, 30.0),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self._latest = latest
+        self._pinned = pinned
+        self._refresh = 0 if pinned else refresh_seconds
+        self._backoff = backoff
+        self._clock = clock
+        self._model: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error: Unavailable | None = None
+        self._next_check = 0.0
+        self.loads = 0  # successful loads, for logs and tests
+
+    @property
+    def current(self) -> LoadedModel | None:
+        """The loaded model, or None; never triggers a load."""
+        return self._model
+
+    def get(self) -> LoadedModel:
+        """The model to serve this request, loading it first if needed."""
+        model = self._model
+        if model is None:
+            with self._load_lock:
+                model = self._model  # another thread may have loaded it meanwhile
+                if model is None:
+                    model = self._first_load()
+        elif self._refresh and self._clock() >= self._next_check:
+            model = self._maybe_refresh(model)
+        return model
+
+    def _first_load(self) -> LoadedModel:
+        now = self._clock()
+        if self._last_error is not None and now < self._retry_at:
+            raise self._unavailable(self._last_error, self._retry_at - now)
+        try:
+            model = self._load(self._pinned or self._latest())
+        except Exception as exc:
+            error = exc if isinstance(exc, Unavailable) else None
+            if error is None:
+                log_exception("unexpected error while loading the model", exc)
+                error = Unavailable("the model could not be loaded; see the logs")
+            self._failures += 1
+            delay = min(self._backoff[0] * 2 ** (self._failures - 1), self._backoff[1])
+            self._retry_at = self._clock() + delay
+            self._last_error = error
+            log("ERROR", f"model load failed: {error.message}", retry_in_s=delay)
+            raise self._unavailable(error, delay) from None
+        self._failures, self._last_error = 0, None
+        self._model = model
+        return model
+
+    def _load(self, version: str) -> LoadedModel:
+        started = self._clock()
+        model = self._fetch(version)
+        self.loads += 1
+        self._next_check = self._clock() + self._refresh
+        log(
+            "INFO",
+            f"loaded model version {model.version}",
+            model_version=model.version,
+            load_ms=round((self._clock() - started) * 1000, 1),
+        )
+        return model
+
+    def _maybe_refresh(self, model: LoadedModel) -> LoadedModel:
+        # Only the request that wins this lock checks; the others keep serving.
+        if not self._refresh_lock.acquire(blocking=False):
+            return model
+        try:
+            self._next_check = self._clock() + self._refresh
+            latest = self._latest()
+            if latest != model.version:
+                self._model = model = self._load(latest)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, Unavailable) else repr(exc)
+            log(
+                "WARNING",
+                f"model refresh failed, still serving {model.version}: {message}",
+                model_version=model.version,
+            )
+        finally:
+            self._refresh_lock.release()
+        return model
+
+    @staticmethod
+    def _unavailable(error: Unavailable, wait: float) -> Unavailable:
+        fresh = Unavailable(error.message, code=error.code)
+        fresh.retry_after = max(1, math.ceil(wait))
+        return fresh

@@ -1,0 +1,69 @@
+"""Settings read from the environment, in one place.
+
+Every error names the variable so an operator can fix the deployment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from skserve.errors import ConfigError
+
+DEFAULT_MODEL_URI = "model-store/default"
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The function's configuration; see README "Configuration"."""
+
+    model_uri: str = DEFAULT_MODEL_URI
+    refresh_seconds: int = 60
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_rows: int = 10_000
+    cors_allow_origins: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = ()
+    signing_keys: tuple[str, ...] = ()
+    allow_version_mismatch: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting from `env` (default: os.environ), validating each."""
+        env = os.environ if env is None else env
+        return cls(
+            model_uri=env.get("MODEL_URI", "").strip() or DEFAULT_MODEL_URI,
+            refresh_seconds=_int(env, "MODEL_REFRESH_SECONDS", 60, 0),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 10 * 1024 * 1024, 1),
+            max_rows=_int(env, "MAX_ROWS", 10_000, 1),
+            cors_allow_origins=_list(env, "CORS_ALLOW_ORIGINS"),
+            api_keys=_list(env, "API_KEYS"),
+            signing_keys=_list(env, "MODEL_SIGNING_KEY"),
+            allow_version_mismatch=_flag(env, "ALLOW_SKLEARN_VERSION_MISMATCH"),
+        )

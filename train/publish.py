@@ -1,0 +1,82 @@
+"""Publishing: artifact, then manifest, then LATEST, each step verified.
+
+A publish that fails half-way leaves LATEST, and every served version, untouched.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from skserve.errors import IntegrityError, ObjectNotFound, PreconditionFailed
+from skserve.manifest import (
+    ARTIFACT,
+    LATEST,
+    MANIFEST,
+    Manifest,
+    check_version,
+    environment,
+    new_version,
+    sha256_hex,
+    version_key,
+)
+from skserve.storage import Store
+
+
+def publish(
+    store: Store, artifact: bytes, facts: dict[str, Any], *, promote: bool = True
+) -> Manifest:
+    """Write a new immutable version of the model rooted at `store`.
+
+    `facts` holds the manifest fields the caller knows (task, estimator, ...).
+    """
+    now = datetime.now(UTC)
+    version = new_version(now)
+    manifest = Manifest(
+        {
+            **facts,
+            "version": version,
+            "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "files": {
+                ARTIFACT: {"sha256": sha256_hex(artifact), "bytes": len(artifact)}
+            },
+            "environment": environment(),
+        }
+    )
+    store.write(version_key(version, ARTIFACT), artifact, if_absent=True)
+    store.write(version_key(version, MANIFEST), manifest.to_bytes(), if_absent=True)
+    # Read both back: LATEST must never point at a version a reader cannot verify.
+    written = Manifest.from_bytes(store.read(version_key(version, MANIFEST)))
+    if written.data != manifest.data:
+        raise IntegrityError(f"manifest of {version} did not read back as written")
+    written.verify(ARTIFACT, store.read(version_key(version, ARTIFACT)))
+    if promote:
+        promote_version(store, version)
+    return manifest
+
+
+def promote_version(store: Store, version: str) -> str | None:
+    """Point LATEST at an existing, verifiable `version`; return the previous one.
+
+    The write is conditional on LATEST being unchanged since we read it, so two
+    concurrent publishers cannot silently overwrite each other.
+    """
+    manifest = Manifest.from_bytes(
+        store.read(version_key(check_version(version), MANIFEST))
+    )
+    manifest.verify(ARTIFACT, store.read(version_key(version, ARTIFACT)))
+    try:
+        raw, token = store.read_token(LATEST)
+        previous: str | None = raw.decode("utf-8", "replace").strip()
+    except ObjectNotFound:
+        token, previous = None, None
+    try:
+        store.write(
+            LATEST, f"{version}\n".encode(), if_absent=token is None, if_token=token
+        )
+    except PreconditionFailed:
+        raise PreconditionFailed(
+            f"LATEST was moved by another publisher while promoting {version}; "
+            f"run `python -m train list` and promote again if still wanted"
+        ) from None
+    return previous
