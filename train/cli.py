@@ -75,7 +75,8 @@ def _publish(args: argparse.Namespace, model: Any, facts: dict[str, Any]) -> int
     manifest = publish(
         store,
         artifact,
-        {**describe(model), **facts, "name": args.name},
+        {**describe(model), **facts},
+        name=args.name,
         promote=not args.no_promote,
     )
     state = "published" if args.no_promote else "published and promoted"

@@ -24,9 +24,14 @@ from skserve.storage import Store
 
 
 def publish(
-    store: Store, artifact: bytes, facts: dict[str, Any], *, promote: bool = True
+    store: Store,
+    artifact: bytes,
+    facts: dict[str, Any],
+    *,
+    name: str,
+    promote: bool = True,
 ) -> Manifest:
-    """Write a new immutable version of the model rooted at `store`.
+    """Write a new immutable version of model `name`, rooted at `store`.
 
     `facts` holds the manifest fields the caller knows (task, estimator, ...).
     """
@@ -35,6 +40,7 @@ def publish(
     manifest = Manifest(
         {
             **facts,
+            "name": name,
             "version": version,
             "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
             "files": {

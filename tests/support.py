@@ -1,0 +1,194 @@
+"""Test helpers: real server processes, free ports, and Google-style handler calls."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import flask
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SEED_FEATURES = [0.1, -0.5, 1.2, -0.8, 0.3, 0.9, -1.1, 0.4, -0.2, 1.5]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def call(
+    method: str = "POST",
+    path: str = "/predict",
+    *,
+    json: Any = None,
+    data: bytes | str | None = None,
+    headers: Mapping[str, str] | None = None,
+    content_type: str | None = None,
+) -> flask.Response:
+    """Call the Cloud Function the way Google's samples test one."""
+    import main
+
+    kwargs: dict[str, Any] = {"method": method, "headers": dict(headers or {})}
+    if json is not None:
+        kwargs["json"] = json
+    if data is not None:
+        kwargs["data"] = data
+    if content_type is not None:
+        kwargs["content_type"] = content_type
+    with flask.Flask(__name__).test_request_context(path, **kwargs):
+        return main.predict(flask.request)
+
+
+def run_train(
+    *args: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m train ARGS` from the repo root, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "train", *args],
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def publish_estimator(root: Path, model: Any, **facts: Any) -> str:
+    """Publish and promote a fitted estimator at `root`; return its version."""
+    import pickle
+
+    from skserve.storage import open_store
+    from train.cli import describe
+    from train.publish import publish
+
+    manifest = publish(
+        open_store(str(root)),
+        pickle.dumps(model),
+        {**describe(model), **facts},
+        name=root.name,
+    )
+    return manifest.version
+
+
+class FunctionServer:
+    """A real `functions-framework --target=predict` process on a free port."""
+
+    def __init__(
+        self, env: Mapping[str, str], tmp: Path, *, cwd: Path = REPO, wait: bool = True
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"ff-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "functions-framework"),
+                "--source",
+                str(cwd / "main.py") if cwd != REPO else "function/main.py",
+                "--target",
+                "predict",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            cwd=cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until GET /health answers (it never loads the model)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"functions-framework exited:\n{self.logs()}")
+            try:
+                if requests.get(self.url + "/health", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"functions-framework not ready:\n{self.logs()}")
+
+    def post(
+        self, payload: Any, path: str = "/predict", **kwargs: Any
+    ) -> requests.Response:
+        return requests.post(self.url + path, json=payload, timeout=60, **kwargs)
+
+    def logs(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def load_count(self) -> int:
+        """How many times this process loaded a model (one log line per load)."""
+        return self.logs().count('"message":"loaded model version')
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def __enter__(self) -> FunctionServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class GCSEmulator:
+    """gcp-storage-emulator as its own process, in memory, on a free port."""
+
+    def __init__(self, bucket: str) -> None:
+        self.port = free_port()
+        self.host = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "gcp-storage-emulator"),
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--in-memory",
+                "--default-bucket",
+                bucket,
+                "-q",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{self.host}/storage/v1/b/{bucket}", timeout=2)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.05)
+        self.stop()
+        raise TimeoutError("gcp-storage-emulator did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)

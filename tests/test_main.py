@@ -1,0 +1,152 @@
+"""The function called the way Google's samples test Cloud Functions."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests.support import SEED_FEATURES, call, publish_estimator
+
+
+def test_predict_answers_the_seed_request_with_the_seed_key(
+    served: Path, seed_model: Any
+) -> None:
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["prediction"] == seed_model.predict([SEED_FEATURES])[0]
+    assert type(body["prediction"]) is int
+    version = (served / "LATEST").read_text().strip()
+    assert body["model_version"] == version
+    assert response.headers["X-Model-Version"] == version
+    assert response.headers["X-Request-Id"]
+
+
+def test_predict_on_root_path_is_the_same_as_predict(served: Path) -> None:
+    assert call(path="/", json={"features": SEED_FEATURES}).status_code == 200
+
+
+def test_predict_batch_equals_model_predict(served: Path, seed_model: Any) -> None:
+    rows = np.random.default_rng(0).normal(size=(50, 10)).tolist()
+
+    body = call(json={"instances": rows}).get_json()
+
+    assert body["predictions"] == seed_model.predict(np.array(rows)).tolist()
+
+
+def test_predict_probabilities_follow_classes(served: Path, seed_model: Any) -> None:
+    rows = [SEED_FEATURES, [0.0] * 10]
+
+    body = call(json={"instances": rows, "probabilities": True}).get_json()
+
+    assert body["classes"] == [0, 1]
+    assert np.allclose(body["probabilities"], seed_model.predict_proba(np.array(rows)))
+
+
+def test_single_row_probabilities_are_one_list(served: Path) -> None:
+    body = call(json={"features": SEED_FEATURES, "probabilities": True}).get_json()
+
+    assert len(body["probabilities"]) == 2
+    assert abs(sum(body["probabilities"]) - 1) < 1e-9
+
+
+def test_request_id_is_echoed_when_safe_and_replaced_when_not(served: Path) -> None:
+    mine = call(json={"features": SEED_FEATURES}, headers={"X-Request-Id": "abc-123"})
+    evil = call(json={"features": SEED_FEATURES}, headers={"X-Request-Id": "a\tb" * 99})
+
+    assert mine.headers["X-Request-Id"] == "abc-123"
+    assert evil.headers["X-Request-Id"] != "a\tb" * 99
+
+
+def test_health_never_touches_the_store(tmp_path: Path) -> None:
+    os.environ["MODEL_URI"] = str(tmp_path / "nowhere")
+
+    response = call("GET", "/health")
+
+    assert response.status_code == 200
+    assert response.get_json() == {"status": "ok"}
+    assert response.headers["X-Model-Version"] == "none"
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_metadata_loads_the_model_and_reports_manifest_facts(served: Path) -> None:
+    response = call("GET", "/metadata")
+
+    body = response.get_json()
+    assert response.status_code == 200
+    assert body["n_features"] == 10
+    assert body["classes"] == [0, 1]
+    assert body["task"] == "classification"
+    assert body["model_version"] == (served / "LATEST").read_text().strip()
+    assert set(body["environment"]) == {"python", "scikit-learn", "numpy", "scipy"}
+
+
+def test_metadata_of_a_missing_model_is_503_with_retry_after(tmp_path: Path) -> None:
+    os.environ["MODEL_URI"] = str(tmp_path / "missing")
+
+    response = call("GET", "/metadata")
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    assert response.get_json()["error"]["code"] == "not_found_in_store"
+
+
+def test_pinned_version_uri_serves_that_version(served: Path) -> None:
+    version = (served / "LATEST").read_text().strip()
+    os.environ["MODEL_URI"] = f"{served}/versions/{version}"
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 200
+    assert response.headers["X-Model-Version"] == version
+
+
+def test_invalid_setting_is_a_json_500_naming_nothing_secret(served: Path) -> None:
+    os.environ["MAX_ROWS"] = "lots"
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "configuration_error"
+
+
+def test_regression_labels_are_floats(tmp_path: Path) -> None:
+
+    from sklearn.linear_model import LinearRegression
+
+    X = np.arange(20, dtype=float).reshape(10, 2)
+    model = LinearRegression().fit(X, X.sum(axis=1))
+    publish_estimator(tmp_path / "reg", model)
+    os.environ["MODEL_URI"] = str(tmp_path / "reg")
+
+    body = call(json={"instances": [[1, 2], [3, 4]]}).get_json()
+
+    assert np.allclose(body["predictions"], [3.0, 7.0])
+    assert all(type(p) is float for p in body["predictions"])
+
+
+def test_string_class_labels_stay_strings(tmp_path: Path) -> None:
+
+    from sklearn.tree import DecisionTreeClassifier
+
+    model = DecisionTreeClassifier().fit(
+        [[0], [1], [2], [3]], ["no", "no", "yes", "yes"]
+    )
+    publish_estimator(tmp_path / "str", model)
+    os.environ["MODEL_URI"] = str(tmp_path / "str")
+
+    body = call(json={"instances": [[0], [3]], "probabilities": True}).get_json()
+
+    assert body["predictions"] == ["no", "yes"]
+    assert body["classes"] == ["no", "yes"]
+
+
+def test_responses_are_strict_json(served: Path) -> None:
+    response = call(json={"features": SEED_FEATURES, "probabilities": True})
+
+    json.loads(response.get_data(), parse_constant=lambda c: 1 / 0)
