@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import joblib
 import pytest
 
-from tests.support import run_train
+from tests.support import GCSEmulator, free_port, run_train
 
 
 @pytest.fixture(autouse=True)
@@ -80,3 +81,38 @@ def published_model(model_dir: Path) -> Any:
 @pytest.fixture
 def seed_model(model_dir: Path) -> Any:
     return published_model(model_dir)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto's S3 over real HTTP for the whole session; returns its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(
+    aws_credentials: None, moto_server: str, request: pytest.FixtureRequest
+) -> dict:
+    """Environment for a process using a fresh bucket on the moto server."""
+    import boto3
+
+    bucket = "models-" + uuid.uuid4().hex[:12]
+    env = {k: os.environ[k] for k in os.environ if k.startswith("AWS_")}
+    env["AWS_ENDPOINT_URL_S3"] = moto_server
+    os.environ.update(env)
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=bucket)
+    return {**env, "BUCKET": bucket}
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[GCSEmulator]:
+    """gcp-storage-emulator over real HTTP, one bucket, for the whole session."""
+    emulator = GCSEmulator("models")
+    yield emulator
+    emulator.stop()

@@ -116,7 +116,7 @@ class Manifest:
         if entry.get("bytes") != len(data):
             raise IntegrityError(
                 f"{filename} of {self.version} is {len(data)} bytes, "
-                f"manifest says {entry.get('bytes')}"
+                f"manifest says {entry.get('bytes')}; refusing to unpickle it"
             )
         if not hmac.compare_digest(sha256_hex(data), str(entry["sha256"])):
             raise IntegrityError(

@@ -1,0 +1,192 @@
+"""Lazy, thread-safe loading: one load for many cold requests, retry after failure,
+and nothing unpickled before its checksum matches."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from skserve.errors import ObjectNotFound, Unavailable
+from skserve.manifest import ARTIFACT, MANIFEST, Manifest, sha256_hex
+from skserve.model import LoadedModel, ModelHolder, fetch_model
+from skserve.storage import open_store
+from tests.support import SEED_FEATURES, call
+
+
+class _Boom:
+    """Unpickling this creates a file: proof that a pickle was (not) loaded."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_32_cold_threads_share_exactly_one_load(served: Path) -> None:
+    import main
+
+    service = main._get_service()
+    barrier = threading.Barrier(32)
+
+    def one(_: int) -> int:
+        barrier.wait()
+        return call(json={"features": SEED_FEATURES}).status_code
+
+    with ThreadPoolExecutor(32) as pool:
+        statuses = list(pool.map(one, range(32)))
+
+    assert statuses == [200] * 32
+    assert service.models.loads == 1
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _holder(fetch, clock: _FakeClock, **kwargs) -> ModelHolder:  # type: ignore[no-untyped-def]
+    return ModelHolder(fetch, lambda: "v1", clock=clock, **kwargs)
+
+
+def test_failed_load_is_retried_after_backoff_not_cached(model_dir: Path) -> None:
+    store = open_store(str(model_dir))
+    version = (model_dir / "LATEST").read_text().strip()
+    attempts: list[str] = []
+    down = True
+
+    def fetch(_: str) -> LoadedModel:
+        attempts.append("try")
+        if down:
+            raise ObjectNotFound("store is down")
+        return fetch_model(store, version)
+
+    clock = _FakeClock()
+    holder = _holder(fetch, clock, backoff=(2.0, 30.0))
+
+    with pytest.raises(Unavailable) as first:
+        holder.get()
+    with pytest.raises(Unavailable) as during_backoff:
+        holder.get()
+    down = False
+    clock.now += 2.0
+    model = holder.get()
+
+    assert first.value.headers()["Retry-After"] == "2"
+    assert during_backoff.value.code == "not_found_in_store"
+    assert attempts == ["try", "try"]  # the backoff window did not hit the store
+    assert model.version == version
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    clock = _FakeClock()
+
+    def fetch(_: str) -> LoadedModel:
+        raise Unavailable("down")
+
+    holder = _holder(fetch, clock, backoff=(1.0, 4.0))
+    waits = []
+    for _ in range(4):
+        with pytest.raises(Unavailable) as error:
+            holder.get()
+        waits.append(error.value.retry_after)
+        clock.now += error.value.retry_after
+
+    assert waits == [1, 2, 4, 4]
+
+
+def test_unexpected_exception_while_loading_is_a_503_not_a_crash() -> None:
+    def fetch(_: str) -> LoadedModel:
+        raise ZeroDivisionError("bug")
+
+    with pytest.raises(Unavailable) as error:
+        _holder(fetch, _FakeClock()).get()
+
+    assert "bug" not in error.value.message
+
+
+def _swap_artifact(model_dir: Path, data: bytes) -> None:
+    version = (model_dir / "LATEST").read_text().strip()
+    (model_dir / "versions" / version / ARTIFACT).write_bytes(data)
+
+
+def test_pickle_replaced_after_publishing_is_refused_unpickled(
+    served: Path, tmp_path: Path
+) -> None:
+    marker = tmp_path / "unpickled"
+    _swap_artifact(served, pickle.dumps(_Boom(str(marker))))
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "integrity_error"
+    assert "refusing to unpickle" in response.get_json()["error"]["message"]
+    assert response.headers["Retry-After"]
+    assert not marker.exists()
+
+
+def test_pickle_of_same_size_but_other_bytes_is_refused(
+    served: Path, tmp_path: Path
+) -> None:
+    version = (served / "LATEST").read_text().strip()
+    path = served / "versions" / version / ARTIFACT
+    data = bytearray(path.read_bytes())
+    data[-2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    assert "SHA-256" in response.get_json()["error"]["message"]
+
+
+def test_manifest_and_pickle_both_replaced_still_needs_a_valid_estimator(
+    served: Path, tmp_path: Path
+) -> None:
+    """Checksums prove integrity, not intent: a non-estimator is still refused."""
+    version = (served / "LATEST").read_text().strip()
+    folder = served / "versions" / version
+    data = pickle.dumps({"not": "a model"})
+    manifest = Manifest.from_bytes((folder / MANIFEST).read_bytes())
+    manifest.data["files"][ARTIFACT] = {"sha256": sha256_hex(data), "bytes": len(data)}
+    (folder / ARTIFACT).write_bytes(data)
+    (folder / MANIFEST).write_bytes(manifest.to_bytes())
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "incompatible_model"
+
+
+def test_latest_naming_an_unsafe_version_is_refused(served: Path) -> None:
+    (served / "LATEST").write_text("../../etc\n")
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "integrity_error"
+
+
+def test_service_recovers_once_the_model_appears(
+    tmp_path: Path, seed_store: Path
+) -> None:
+    import shutil
+
+    os.environ["MODEL_URI"] = str(tmp_path / "later")
+    first = call(json={"features": SEED_FEATURES})
+    shutil.copytree(seed_store / "seed", tmp_path / "later")
+    import main
+
+    main._get_service().models._retry_at = 0  # skip the wait, not the retry
+    second = call(json={"features": SEED_FEATURES})
+
+    assert first.status_code == 503
+    assert second.status_code == 200
