@@ -68,7 +68,7 @@ def publish_estimator(root: Path, model: Any, **facts: Any) -> str:
     import pickle
 
     from skserve.storage import open_store
-    from train.cli import describe
+    from train.artifact import describe
     from train.publish import publish
 
     manifest = publish(

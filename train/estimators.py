@@ -1,0 +1,119 @@
+"""Model kinds offered by `--model`, per task, and the holdout evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from skserve.errors import ConfigError
+from train.data import Dataset
+
+TASKS = ("classification", "regression")
+
+
+def _kinds(task: str, seed: int) -> dict[str, Callable[[], Any]]:
+    from sklearn import ensemble, linear_model
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if task == "classification":
+        return {
+            "random-forest": lambda: ensemble.RandomForestClassifier(random_state=seed),
+            "gradient-boosting": lambda: ensemble.GradientBoostingClassifier(
+                random_state=seed
+            ),
+            "logistic-regression": lambda: make_pipeline(
+                StandardScaler(), linear_model.LogisticRegression(max_iter=1000)
+            ),
+        }
+    return {
+        "random-forest": lambda: ensemble.RandomForestRegressor(random_state=seed),
+        "gradient-boosting": lambda: ensemble.GradientBoostingRegressor(
+            random_state=seed
+        ),
+        "linear-regression": lambda: make_pipeline(
+            StandardScaler(), linear_model.Ridge()
+        ),
+    }
+
+
+MODEL_KINDS = (
+    "random-forest",
+    "gradient-boosting",
+    "logistic-regression",
+    "linear-regression",
+)
+
+
+def infer_task(y: np.ndarray) -> str:
+    """Strings or few distinct integers: classification; otherwise regression."""
+    if y.dtype == object:
+        return "classification"
+    if np.issubdtype(y.dtype, np.integer):
+        distinct = len(np.unique(y))
+        return "classification" if distinct <= max(20, len(y) // 20) else "regression"
+    return "regression"
+
+
+def make_model(kind: str, task: str, seed: int) -> Any:
+    """A fresh estimator of `kind` for `task`; ConfigError lists the valid kinds."""
+    kinds = _kinds(task, seed)
+    if kind not in kinds:
+        raise ConfigError(
+            f"--model {kind} does not fit a {task} task; "
+            f"choose one of {', '.join(kinds)}"
+        )
+    return kinds[kind]()
+
+
+def fit_holdout(
+    data: Dataset, kind: str, task: str, seed: int, test_size: float = 0.2
+) -> tuple[Any, dict[str, float], dict[str, Any]]:
+    """Fit on a reproducible (stratified for classes) split; score the rest.
+
+    The published model is the one scored, so its metrics describe it exactly.
+    """
+    from sklearn import metrics
+    from sklearn.model_selection import train_test_split
+
+    y = data.y
+    if task == "classification" and y.dtype != object:
+        y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y
+    if task == "regression" and y.dtype == object:
+        raise ConfigError(
+            f"target {data.target!r} is not numeric; it cannot be regressed"
+        )
+    stratify = None
+    if task == "classification":
+        _, counts = np.unique(y.astype(str), return_counts=True)
+        if counts.min() >= 2:
+            stratify = y.astype(str)
+    if len(y) < 5:
+        raise ConfigError(f"{data.source} has {len(y)} rows; at least 5 are needed")
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        data.X, y, test_size=test_size, random_state=seed, stratify=stratify
+    )
+    model = make_model(kind, task, seed).fit(X_tr, y_tr)
+    predicted = model.predict(X_te)
+    if task == "classification":
+        scores = {
+            "accuracy": metrics.accuracy_score(y_te, predicted),
+            "f1": metrics.f1_score(y_te, predicted, average="macro"),
+        }
+    else:
+        scores = {
+            "r2": metrics.r2_score(y_te, predicted),
+            "mae": metrics.mean_absolute_error(y_te, predicted),
+        }
+    training = {
+        "source": data.source,
+        "rows": len(y),
+        "train_rows": len(y_tr),
+        "holdout_rows": len(y_te),
+        "stratified": stratify is not None,
+        "seed": seed,
+        "model": kind,
+    }
+    return model, {k: round(float(v), 4) for k, v in scores.items()}, training
