@@ -130,7 +130,8 @@ class FunctionServer:
         return requests.post(self.url + path, json=payload, timeout=60, **kwargs)
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def load_count(self) -> int:

@@ -73,12 +73,14 @@ class GCSStore(Store):
                 raise ObjectNotFound(
                     f"gs://{self.bucket_name}/{self._key(key)} does not exist"
                 )
+            # Keep the generation we read: a download may reset it from headers.
+            generation = blob.generation
             data = blob.download_as_bytes(
                 timeout=_TIMEOUT,
                 retry=self._read_retry(),
-                if_generation_match=blob.generation,
+                if_generation_match=generation,
             )
-            return data, str(blob.generation)
+            return data, str(generation)
 
     def write(
         self,
