@@ -13,6 +13,7 @@ from typing import Any
 
 from skserve.errors import ObjectNotFound, ServingError
 from skserve.manifest import LATEST, MANIFEST, Manifest
+from skserve.settings import signing_keys
 from skserve.storage import Store, join_uri, open_store
 from train.artifact import describe, load_estimator
 from train.data import DATASETS
@@ -95,10 +96,18 @@ def _model_store(args: argparse.Namespace) -> tuple[str, Store]:
 
 def _publish(args: argparse.Namespace, artifact: bytes, facts: dict[str, Any]) -> int:
     model_uri, store = _model_store(args)
+    keys = signing_keys()
     manifest = publish(
-        store, artifact, facts, name=args.name, promote=not args.no_promote
+        store,
+        artifact,
+        facts,
+        name=args.name,
+        promote=not args.no_promote,
+        signing_keys=keys,
     )
     state = "published" if args.no_promote else "published and promoted"
+    if keys:
+        state = f"signed, {state}"
     print(f"{state} {args.name} version {manifest.version}")
     if manifest.data.get("metrics"):
         print(
@@ -180,7 +189,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     model_uri, store = _model_store(args)
     try:
-        previous = promote_version(store, args.version)
+        previous = promote_version(store, args.version, signing_keys=signing_keys())
     except ObjectNotFound:
         raise ObjectNotFound(
             f"version {args.version} does not exist at {model_uri}; "

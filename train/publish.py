@@ -5,6 +5,7 @@ A publish that fails half-way leaves LATEST, and every served version, untouched
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from skserve.manifest import (
     sha256_hex,
     version_key,
 )
+from skserve.signing import sign, verify
 from skserve.storage import Store
 
 
@@ -30,10 +32,12 @@ def publish(
     *,
     name: str,
     promote: bool = True,
+    signing_keys: Sequence[str] = (),
 ) -> Manifest:
     """Write a new immutable version of model `name`, rooted at `store`.
 
     `facts` holds the manifest fields the caller knows (task, estimator, ...).
+    With `signing_keys`, the manifest is signed with the first one.
     """
     now = datetime.now(UTC)
     version = new_version(now)
@@ -49,6 +53,8 @@ def publish(
             "environment": environment(),
         }
     )
+    if signing_keys:
+        manifest = sign(manifest, signing_keys[0])
     store.write(version_key(version, ARTIFACT), artifact, if_absent=True)
     store.write(version_key(version, MANIFEST), manifest.to_bytes(), if_absent=True)
     # Read both back: LATEST must never point at a version a reader cannot verify.
@@ -57,19 +63,24 @@ def publish(
         raise IntegrityError(f"manifest of {version} did not read back as written")
     written.verify(ARTIFACT, store.read(version_key(version, ARTIFACT)))
     if promote:
-        promote_version(store, version)
+        promote_version(store, version, signing_keys=signing_keys)
     return manifest
 
 
-def promote_version(store: Store, version: str) -> str | None:
+def promote_version(
+    store: Store, version: str, *, signing_keys: Sequence[str] = ()
+) -> str | None:
     """Point LATEST at an existing, verifiable `version`; return the previous one.
 
     The write is conditional on LATEST being unchanged since we read it, so two
-    concurrent publishers cannot silently overwrite each other.
+    concurrent publishers cannot silently overwrite each other. With signing
+    keys, an unsigned or mis-signed version cannot be promoted.
     """
     manifest = Manifest.from_bytes(
         store.read(version_key(check_version(version), MANIFEST))
     )
+    if signing_keys:
+        verify(manifest, signing_keys)
     manifest.verify(ARTIFACT, store.read(version_key(version, ARTIFACT)))
     try:
         raw, token = store.read_token(LATEST)

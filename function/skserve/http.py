@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import uuid
@@ -51,7 +52,18 @@ def read_json_body(request: flask.Request, limit: int) -> bytes:
     body = request.stream.read(limit + 1)
     if len(body) > limit:
         raise too_large
+    request.environ["skserve.body_bytes"] = len(body)
     return body
+
+
+def discard_unread_body(request: flask.Request) -> None:
+    """Make sure nothing buffers what we did not read.
+
+    functions-framework calls request.get_data() after the handler returns, which
+    would load an oversized (or refused) body into memory whole. An empty stream
+    stops that; gunicorn then discards the rest of the body without buffering it.
+    """
+    request.stream = io.BytesIO()  # werkzeug's cached_property can be set
 
 
 _FRAMEWORK_CODES = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from skserve.errors import Unavailable
@@ -23,6 +23,7 @@ from skserve.manifest import (
     version_key,
 )
 from skserve.runtime import SklearnRuntime
+from skserve.signing import verify
 from skserve.storage import Store
 
 
@@ -45,10 +46,18 @@ def read_latest(store: Store) -> str:
 
 
 def fetch_model(
-    store: Store, version: str, *, allow_version_mismatch: bool = False
+    store: Store,
+    version: str,
+    *,
+    allow_version_mismatch: bool = False,
+    signing_keys: Sequence[str] = (),
 ) -> LoadedModel:
-    """Download `version`, verify every file against its manifest, then unpickle."""
+    """Download `version`, verify its signature (when keys are set) and every file
+    against its manifest, and only then unpickle."""
     manifest = Manifest.from_bytes(store.read(version_key(version, MANIFEST)))
+    if signing_keys:
+        signed_by = verify(manifest, signing_keys)  # before the artifact is fetched
+        log("INFO", f"manifest of {version} signed by key {signed_by}")
     if manifest.version != version:
         raise Unavailable(
             f"manifest under {version} describes {manifest.version}",

@@ -1,22 +1,35 @@
-"""The function's request handling: routing, model use, and error rendering."""
+"""The function's request handling: routing, auth, CORS, model use, errors, logs."""
 
 from __future__ import annotations
 
 import functools
+import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import flask
 
+from skserve.auth import check_api_key
+from skserve.cors import add_cors_headers, preflight
 from skserve.errors import MethodNotAllowed, NotFound, ServingError
-from skserve.http import error_response, json_response, read_json_body, request_id
-from skserve.logs import log_exception
+from skserve.http import (
+    discard_unread_body,
+    error_response,
+    json_response,
+    read_json_body,
+    request_id,
+)
+from skserve.logs import log, log_exception, trace_fields
 from skserve.model import LoadedModel, ModelHolder, fetch_model, read_latest
 from skserve.payload import parse_payload, to_matrix
 from skserve.settings import Settings
 from skserve.storage import open_store, split_model_uri
 
 Handler = Callable[[flask.Request], flask.Response]
+OPENAPI = Path(__file__).with_name("openapi.json")
+PUBLIC_PATHS = ("/health",)
 
 
 class Service:
@@ -31,6 +44,7 @@ class Service:
                 fetch_model,
                 self.store,
                 allow_version_mismatch=settings.allow_version_mismatch,
+                signing_keys=settings.signing_keys,
             ),
             functools.partial(read_latest, self.store),
             pinned=pinned,
@@ -41,10 +55,14 @@ class Service:
             "/predict": {"POST": self.predict},
             "/health": {"GET": self.health},
             "/metadata": {"GET": self.metadata},
+            "/openapi.json": {"GET": self.openapi},
         }
+        self._cold = True
+        self._cold_lock = threading.Lock()
 
     def handle(self, request: flask.Request) -> flask.Response:
         """Answer any request; never raises (functions-framework would leak str(e))."""
+        started = time.perf_counter()
         rid = request_id(request)
         try:
             response = self.dispatch(request)
@@ -57,26 +75,34 @@ class Service:
                     f"internal error; quote request id {rid} when reporting it"
                 )
             )
+        finally:
+            discard_unread_body(request)
         model = self.models.current
         response.headers["X-Request-Id"] = rid
         response.headers.setdefault(
             "X-Model-Version", model.version if model else "none"
         )
+        add_cors_headers(response, request, self.settings.cors_allow_origins)
+        self._log(request, response, rid, time.perf_counter() - started)
         return response
 
     def dispatch(self, request: flask.Request) -> flask.Response:
         path = request.path.rstrip("/") or "/"
-        methods = self.routes.get(path)
-        if methods is None:
+        methods = self.routes.get(path, {})
+        allow = sorted(
+            {*methods, "OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
+        )
+        if request.method == "OPTIONS":  # CORS preflights never need a key
+            return preflight(
+                request, self.settings.cors_allow_origins, ", ".join(allow)
+            )
+        if self.settings.api_keys and path not in PUBLIC_PATHS:
+            check_api_key(request, self.settings.api_keys)
+        if not methods:
             raise NotFound(
                 f"no route {path}; use POST /predict, GET /health or GET /metadata"
             )
         method = "GET" if request.method == "HEAD" else request.method
-        allow = sorted(
-            {*methods, "OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
-        )
-        if method == "OPTIONS":
-            return flask.Response(status=204, headers={"Allow": ", ".join(allow)})
         if method not in methods:
             raise MethodNotAllowed(
                 f"{request.method} is not allowed on {path}; use {', '.join(methods)}",
@@ -87,12 +113,14 @@ class Service:
     def health(self, request: flask.Request) -> flask.Response:
         return json_response({"status": "ok"})
 
+    def openapi(self, request: flask.Request) -> flask.Response:
+        return flask.Response(OPENAPI.read_bytes(), mimetype="application/json")
+
     def metadata(self, request: flask.Request) -> flask.Response:
         model = self.models.get()
         facts = {k: v for k, v in model.manifest.data.items() if k != "signature"}
-        return self._with_version(
-            json_response({**facts, "model_version": model.version}), model
-        )
+        body = {**facts, "model_version": model.version}
+        return self._with_version(json_response(body), model)
 
     def predict(self, request: flask.Request) -> flask.Response:
         payload = parse_payload(
@@ -102,6 +130,7 @@ class Service:
         model = self.models.get()
         manifest = model.manifest
         rows = to_matrix(payload, manifest.n_features, manifest.feature_names)
+        request.environ["skserve.rows"] = len(rows)
         result = model.runtime.predict(rows, probabilities=payload.probabilities)
         body: dict[str, Any]
         if payload.single:
@@ -122,3 +151,32 @@ class Service:
         # The version that answered, even if a refresh swapped models meanwhile.
         response.headers["X-Model-Version"] = model.version
         return response
+
+    def _log(
+        self, request: flask.Request, response: flask.Response, rid: str, took: float
+    ) -> None:
+        """One Cloud Logging structured entry per request."""
+        with self._cold_lock:
+            cold, self._cold = self._cold, False
+        status = response.status_code
+        severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+        log(
+            severity,
+            f"{request.method} {request.path} {status}",
+            httpRequest={
+                "requestMethod": request.method,
+                "requestUrl": request.url,
+                "status": status,
+                "latency": f"{took:.6f}s",
+                "requestSize": str(request.environ.get("skserve.body_bytes", 0)),
+                "responseSize": str(response.calculate_content_length() or 0),
+                "userAgent": request.user_agent.string,
+                "remoteIp": request.remote_addr or "",
+                "protocol": request.environ.get("SERVER_PROTOCOL", ""),
+            },
+            request_id=rid,
+            model_version=response.headers["X-Model-Version"],
+            rows=request.environ.get("skserve.rows", 0),
+            cold_start=cold,
+            **trace_fields(request.headers),
+        )

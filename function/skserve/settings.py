@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from skserve.errors import ConfigError
 
@@ -31,6 +32,32 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in env.get(name, "").split(",") if item.strip())
 
 
+def _keys(env: Mapping[str, str], name: str, minimum: int) -> tuple[str, ...]:
+    """A comma list of secrets from `name`, or from the file named by `name`_FILE
+    (how Cloud Functions and Kubernetes mount secrets)."""
+    values = _list(env, name)
+    path = env.get(f"{name}_FILE", "").strip()
+    if path:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"{name}_FILE: cannot read {path}: {exc.strerror}"
+            ) from None
+        values += tuple(
+            v.strip() for v in text.replace("\n", ",").split(",") if v.strip()
+        )
+    short = [v for v in values if len(v) < minimum]
+    if short:
+        raise ConfigError(f"{name}: every key must be at least {minimum} characters")
+    return values
+
+
+def signing_keys(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """MODEL_SIGNING_KEY or MODEL_SIGNING_KEY_FILE: the first signs, any verifies."""
+    return _keys(os.environ if env is None else env, "MODEL_SIGNING_KEY", 16)
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -48,7 +75,7 @@ class Settings:
     refresh_seconds: int = 60
     max_body_bytes: int = 10 * 1024 * 1024
     max_rows: int = 10_000
-    cors_allow_origins: tuple[str, ...] = ()
+    cors_allow_origins: tuple[str, ...] = ()  # ("*",) allows any origin
     api_keys: tuple[str, ...] = ()
     signing_keys: tuple[str, ...] = ()
     allow_version_mismatch: bool = False
@@ -63,7 +90,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 10 * 1024 * 1024, 1),
             max_rows=_int(env, "MAX_ROWS", 10_000, 1),
             cors_allow_origins=_list(env, "CORS_ALLOW_ORIGINS"),
-            api_keys=_list(env, "API_KEYS"),
-            signing_keys=_list(env, "MODEL_SIGNING_KEY"),
+            api_keys=_keys(env, "API_KEYS", 16),
+            signing_keys=signing_keys(env),
             allow_version_mismatch=_flag(env, "ALLOW_SKLEARN_VERSION_MISMATCH"),
         )
