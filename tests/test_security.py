@@ -1,0 +1,375 @@
+"""Hardening: signed manifests, API keys, CORS, structured logs, and body limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from skserve.errors import ConfigError
+from skserve.manifest import ARTIFACT, LATEST, MANIFEST, Manifest, sha256_hex
+from skserve.settings import Settings
+from skserve.signing import key_id, sign
+from tests.support import SEED_FEATURES, call
+from train.cli import main as train
+
+KEY = "k" * 32
+OLD_KEY = "o" * 32
+SEED = {"features": SEED_FEATURES}
+
+
+def _publish_signed(store: Path, key: str | None) -> str:
+    if key:
+        os.environ["MODEL_SIGNING_KEY"] = key
+    assert train(["--store", str(store), "--name", "m"]) == 0
+    os.environ.pop("MODEL_SIGNING_KEY", None)
+    return (store / "m" / LATEST).read_text().strip()
+
+
+def _folder(store: Path, version: str) -> Path:
+    return store / "m" / "versions" / version
+
+
+# --- signed manifests -------------------------------------------------------------
+
+
+def test_signed_model_is_served_when_the_key_matches(tmp_path: Path) -> None:
+    version = _publish_signed(tmp_path, KEY)
+    os.environ.update(MODEL_URI=str(tmp_path / "m"), MODEL_SIGNING_KEY=KEY)
+
+    response = call(json=SEED)
+
+    manifest = json.loads((_folder(tmp_path, version) / MANIFEST).read_text())
+    assert response.status_code == 200
+    assert manifest["signature"]["alg"] == "HMAC-SHA256"
+    assert manifest["signature"]["key_id"] == key_id(KEY)
+
+
+def test_unsigned_manifest_is_refused_before_the_pickle_is_fetched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    version = _publish_signed(tmp_path, None)
+    (_folder(tmp_path, version) / ARTIFACT).unlink()  # a fetch would fail differently
+    os.environ.update(MODEL_URI=str(tmp_path / "m"), MODEL_SIGNING_KEY=KEY)
+
+    response = call(json=SEED)
+
+    error = response.get_json()["error"]
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert error["code"] == "signature_invalid"
+    assert "not signed" in error["message"]
+    assert "not signed" in capsys.readouterr().out  # the log says why
+
+
+def test_manifest_signed_with_another_key_is_refused(tmp_path: Path) -> None:
+    _publish_signed(tmp_path, "x" * 32)
+    os.environ.update(MODEL_URI=str(tmp_path / "m"), MODEL_SIGNING_KEY=KEY)
+
+    response = call(json=SEED)
+
+    assert response.status_code == 503
+    assert "matches none" in response.get_json()["error"]["message"]
+
+
+def test_evil_pickle_with_a_forged_checksum_is_never_unpickled(tmp_path: Path) -> None:
+    """An attacker who can write the bucket can fix the SHA-256, not the signature."""
+    version = _publish_signed(tmp_path, KEY)
+    folder = _folder(tmp_path, version)
+    marker = tmp_path / "pwned"
+    evil = pickle.dumps(_Evil(str(marker)))
+    manifest = Manifest.from_bytes((folder / MANIFEST).read_bytes())
+    manifest.data["files"][ARTIFACT] = {"sha256": sha256_hex(evil), "bytes": len(evil)}
+    (folder / ARTIFACT).write_bytes(evil)
+    (folder / MANIFEST).write_bytes(manifest.to_bytes())  # old signature kept
+    os.environ.update(MODEL_URI=str(tmp_path / "m"), MODEL_SIGNING_KEY=KEY)
+
+    response = call(json=SEED)
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "signature_invalid"
+    assert not marker.exists()
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_key_rotation_accepts_old_and_new_signatures(tmp_path: Path) -> None:
+    old = _publish_signed(tmp_path, OLD_KEY)
+    new = _publish_signed(tmp_path, KEY)
+    os.environ.update(
+        MODEL_URI=str(tmp_path / "m"), MODEL_SIGNING_KEY=f"{KEY},{OLD_KEY}"
+    )
+
+    latest = call(json=SEED)
+    import main
+
+    main._service = None
+    os.environ["MODEL_URI"] = str(tmp_path / "m" / "versions" / old)
+    pinned_old = call(json=SEED)
+
+    assert latest.status_code == 200 and latest.headers["X-Model-Version"] == new
+    assert (
+        pinned_old.status_code == 200 and pinned_old.headers["X-Model-Version"] == old
+    )
+
+
+def test_signature_covers_every_field(tmp_path: Path) -> None:
+    version = _publish_signed(tmp_path, KEY)
+    path = _folder(tmp_path, version) / MANIFEST
+    data = json.loads(path.read_text())
+    data["classes"] = [1, 0]  # swap label meaning, keep the signature
+    path.write_text(json.dumps(data))
+    os.environ.update(MODEL_URI=str(tmp_path / "m"), MODEL_SIGNING_KEY=KEY)
+
+    assert call(json=SEED).status_code == 503
+
+
+def test_sign_is_stable_across_key_order_and_whitespace(tmp_path: Path) -> None:
+    manifest = Manifest({"b": 1, "a": [1, 2], "version": "v"})
+    reordered = Manifest({"version": "v", "a": [1, 2], "b": 1})
+
+    assert (
+        sign(manifest, KEY).data["signature"] == sign(reordered, KEY).data["signature"]
+    )
+
+
+def test_promote_refuses_an_unsigned_version_when_a_key_is_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signed = _publish_signed(tmp_path, KEY)
+    os.environ["MODEL_SIGNING_KEY"] = KEY
+    assert train(["--store", str(tmp_path), "--name", "m", "--no-promote"]) == 0
+    os.environ.pop("MODEL_SIGNING_KEY")
+    assert train(["--store", str(tmp_path), "--name", "m", "--no-promote"]) == 0
+    unsigned = capsys.readouterr().out.split("version ")[-1].split()[0]
+    os.environ["MODEL_SIGNING_KEY"] = KEY
+
+    status = train(["promote", unsigned, "--store", str(tmp_path), "--name", "m"])
+
+    assert status == 1
+    assert "not signed" in capsys.readouterr().err
+    assert (tmp_path / "m" / LATEST).read_text().strip() == signed
+
+
+@pytest.mark.parametrize("name", ["MODEL_SIGNING_KEY", "API_KEYS"])
+def test_short_keys_are_refused_naming_the_variable(name: str) -> None:
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({name: "short"})
+
+
+def test_keys_can_come_from_a_mounted_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "api-keys"
+    secret.write_text(f"{KEY}\n{OLD_KEY}\n")
+
+    settings = Settings.from_env({"API_KEYS_FILE": str(secret)})
+
+    assert settings.api_keys == (KEY, OLD_KEY)
+
+
+def test_unreadable_secret_file_names_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="API_KEYS_FILE"):
+        Settings.from_env({"API_KEYS_FILE": str(tmp_path / "missing")})
+
+
+# --- API keys ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def keyed(served: Path) -> Path:
+    os.environ["API_KEYS"] = f"{KEY},{OLD_KEY}"
+    return served
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer nope"},
+        {"X-API-Key": "nope"},
+        {"Authorization": KEY},
+    ],
+)
+def test_predict_without_a_valid_key_is_401(keyed: Path, headers: dict) -> None:
+    response = call(json=SEED, headers=headers)
+
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {KEY}"},
+        {"Authorization": f"bearer {OLD_KEY}"},
+        {"X-API-Key": KEY},
+    ],
+)
+def test_predict_with_a_valid_key_is_served(keyed: Path, headers: dict) -> None:
+    assert call(json=SEED, headers=headers).status_code == 200
+
+
+def test_unknown_paths_need_a_key_too(keyed: Path) -> None:
+    assert call("GET", "/nope").status_code == 401
+
+
+def test_health_and_preflight_need_no_key(keyed: Path) -> None:
+    assert call("GET", "/health").status_code == 200
+    assert call("OPTIONS", "/predict").status_code == 204
+
+
+def test_every_key_is_compared_in_constant_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hmac
+
+    import flask
+
+    from skserve import auth
+
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def counting(a: bytes, b: bytes) -> bool:
+        compared.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", counting)
+    context = flask.Flask(__name__).test_request_context(headers={"X-API-Key": KEY})
+
+    with context:
+        auth.check_api_key(flask.request, [KEY, OLD_KEY, "z" * 32])
+
+    assert len(compared) == 3  # no early exit after the first key matched
+    assert {len(a) for pair in compared for a in pair} == {32}  # digests only
+
+
+# --- CORS ------------------------------------------------------------------------
+
+
+def test_no_cors_headers_when_cors_is_off(served: Path) -> None:
+    response = call(json=SEED, headers={"Origin": "https://app.example"})
+
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_preflight_from_an_allowed_origin(served: Path) -> None:
+    os.environ["CORS_ALLOW_ORIGINS"] = "https://app.example, https://other.example"
+    headers = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type",
+    }
+
+    response = call("OPTIONS", "/predict", headers=headers)
+
+    assert response.status_code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    allowed = response.headers["Access-Control-Allow-Headers"]
+    assert {"Content-Type", "Authorization", "X-API-Key"} <= set(allowed.split(", "))
+    assert response.headers["Access-Control-Max-Age"] == "3600"
+    assert "Origin" in response.headers["Vary"]
+
+
+def test_preflight_from_another_origin_gets_no_cors_headers(served: Path) -> None:
+    os.environ["CORS_ALLOW_ORIGINS"] = "https://app.example"
+
+    response = call("OPTIONS", "/predict", headers={"Origin": "https://evil.example"})
+
+    assert response.status_code == 204
+    assert not [h for h in response.headers if h[0].startswith("Access-Control")]
+
+
+def test_allowed_origin_is_echoed_on_answers_and_errors(served: Path) -> None:
+    os.environ["CORS_ALLOW_ORIGINS"] = "https://app.example"
+    origin = {"Origin": "https://app.example"}
+
+    ok = call(json=SEED, headers=origin)
+    bad = call(json={"features": [1]}, headers=origin)
+
+    for response in (ok, bad):
+        assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
+        assert "X-Model-Version" in response.headers["Access-Control-Expose-Headers"]
+        assert "Origin" in response.headers["Vary"]
+
+
+def test_wildcard_allows_any_origin(served: Path) -> None:
+    os.environ["CORS_ALLOW_ORIGINS"] = "*"
+
+    response = call(json=SEED, headers={"Origin": "https://anyone.example"})
+
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+# --- structured logs ---------------------------------------------------------------
+
+
+def _entries(capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_one_structured_log_line_per_request(
+    served: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.environ["GOOGLE_CLOUD_PROJECT"] = "proj"
+    trace = {"X-Cloud-Trace-Context": "0af7651916cd43dd8448eb211c80319c/123;o=1"}
+
+    call(json={"instances": [SEED_FEATURES] * 3}, headers=trace)
+    call(json={"features": [1]})
+
+    requests = [e for e in _entries(capsys) if "httpRequest" in e]
+    first, second = requests
+    assert first["severity"] == "INFO"
+    assert first["httpRequest"]["status"] == 200
+    assert first["httpRequest"]["requestMethod"] == "POST"
+    assert first["httpRequest"]["latency"].endswith("s")
+    assert first["logging.googleapis.com/trace"] == (
+        "projects/proj/traces/0af7651916cd43dd8448eb211c80319c"
+    )
+    assert first["logging.googleapis.com/spanId"] == "123"
+    assert first["rows"] == 3 and first["cold_start"] is True
+    assert first["model_version"] == (served / LATEST).read_text().strip()
+    assert first["request_id"]
+    assert second["severity"] == "WARNING" and second["cold_start"] is False
+
+
+def test_w3c_traceparent_is_logged_as_the_trace(
+    served: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+    call("GET", "/health", headers={"traceparent": parent})
+
+    (entry,) = [e for e in _entries(capsys) if "httpRequest" in e]
+    assert entry["logging.googleapis.com/trace"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+def test_a_bug_is_a_generic_500_and_its_traceback_only_in_the_log(
+    served: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skserve.runtime import SklearnRuntime
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(SklearnRuntime, "predict", broken)
+
+    response = call(json=SEED)
+
+    body = response.get_data(as_text=True)
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "internal_error"
+    assert response.headers["X-Request-Id"] in body
+    assert "secret internals" not in body and "Traceback" not in body
+    log = capsys.readouterr().out
+    assert "Traceback" in log and "secret internals" in log
