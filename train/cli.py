@@ -10,7 +10,7 @@ import os
 import pickle
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from skserve.errors import ObjectNotFound, ServingError
 from skserve.manifest import LATEST, MANIFEST, Manifest
@@ -38,8 +38,15 @@ def _store_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m train",
         description="Fit, publish, list and promote models in a model store. "
         "Without a command, `fit` runs; without data, it fits the tutorial's model.",
@@ -137,6 +144,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         )
     if args.data is not None and not args.target:
         raise DataError("--data needs --target COLUMN (the column to predict)")
+    if args.dataset is not None and args.target:
+        raise DataError("--target is for --data; a --dataset has its own target")
     data = load_csv(args.data, args.target) if args.data else load_bundled(args.dataset)
     task = args.task or infer_task(data.y)
     model, metrics, training = fit_holdout(data, args.model, task, args.seed)
@@ -176,7 +185,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         reverse=True,
     )
     if not versions:
-        print(f"no versions published at {model_uri}", file=sys.stderr)
+        print(f"error: no versions published at {model_uri}", file=sys.stderr)
         return 1
     for version in versions:
         manifest = Manifest.from_bytes(store.read(f"versions/{version}/{MANIFEST}"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -79,8 +80,15 @@ def fit_holdout(
     from sklearn.model_selection import train_test_split
 
     y = data.y
+    if len(y) < 5:
+        raise ConfigError(f"{data.source} has {len(y)} rows; at least 5 are needed")
     if task == "classification" and y.dtype != object:
-        y = y.astype(np.int64) if np.all(np.mod(y, 1) == 0) else y
+        if not np.all(np.mod(y, 1) == 0):
+            raise ConfigError(
+                f"target {data.target!r} has continuous values; use --task "
+                "regression, or integer or text labels for classification"
+            )
+        y = y.astype(np.int64)
     if task == "regression" and y.dtype == object:
         raise ConfigError(
             f"target {data.target!r} is not numeric; it cannot be regressed"
@@ -88,10 +96,15 @@ def fit_holdout(
     stratify = None
     if task == "classification":
         _, counts = np.unique(y.astype(str), return_counts=True)
-        if counts.min() >= 2:
+        if len(counts) < 2:
+            raise ConfigError(
+                f"target {data.target!r} has a single class; a classifier needs two"
+            )
+        n_test = math.ceil(test_size * len(y))
+        # Stratifying needs two rows per class and a class per holdout row;
+        # without them the split is still reproducible, just not stratified.
+        if counts.min() >= 2 and len(counts) <= min(n_test, len(y) - n_test):
             stratify = y.astype(str)
-    if len(y) < 5:
-        raise ConfigError(f"{data.source} has {len(y)} rows; at least 5 are needed")
     X_tr, X_te, y_tr, y_te = train_test_split(
         data.X, y, test_size=test_size, random_state=seed, stratify=stratify
     )

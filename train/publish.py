@@ -46,7 +46,7 @@ def publish(
             **facts,
             "name": name,
             "version": version,
-            "created_at": now.isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "created_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "files": {
                 ARTIFACT: {"sha256": sha256_hex(artifact), "bytes": len(artifact)}
             },

@@ -31,9 +31,10 @@ def sha256_hex(data: bytes) -> str:
 
 
 def new_version(now: datetime | None = None) -> str:
-    """A version id that sorts by time and cannot collide: 20261127T073000Z-3f9a1c2b."""
+    """A version id that sorts by time and will not collide, to the millisecond:
+    20261127T073000.123Z-3f9a1c2b."""
     now = now or datetime.now(UTC)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}"
+    return f"{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z-{secrets.token_hex(4)}"
 
 
 def check_version(version: str) -> str:

@@ -46,28 +46,33 @@ class GCSStore(Store):
         try:
             yield
         except api.NotFound:
-            raise ObjectNotFound(f"{where} does not exist") from None
+            # A download's 404 does not say whether the object or the bucket is
+            # missing; say both rather than spend a request finding out.
+            raise ObjectNotFound(
+                f"{where} does not exist (or bucket {self.bucket_name} does not)"
+            ) from None
         except api.PreconditionFailed:
             raise PreconditionFailed(f"{where} was changed by another writer") from None
         except (api.GoogleAPIError, GoogleAuthError, RequestException) as exc:
             raise StoreError(f"cannot {what} {where}: {exc}") from None
 
-    def _read_retry(self) -> Any:
+    def _retry(self) -> Any:
         from google.cloud.storage.retry import DEFAULT_RETRY
 
         # The library default retries for 120 s; a cold start should answer 503
-        # and let the next request try again instead.
+        # and let the next request try again, and a CLI should fail promptly.
+        # Our writes are all conditional, so retrying them is safe.
         return DEFAULT_RETRY.with_timeout(10.0)
 
     def read(self, key: str) -> bytes:
         with self._errors("read", key):
             blob = self._gcs_bucket().blob(self._key(key))
-            return blob.download_as_bytes(timeout=_TIMEOUT, retry=self._read_retry())
+            return blob.download_as_bytes(timeout=_TIMEOUT, retry=self._retry())
 
     def read_token(self, key: str) -> tuple[bytes, str]:
         with self._errors("read", key):
             blob = self._gcs_bucket().get_blob(
-                self._key(key), timeout=_TIMEOUT, retry=self._read_retry()
+                self._key(key), timeout=_TIMEOUT, retry=self._retry()
             )
             if blob is None:
                 raise ObjectNotFound(
@@ -77,7 +82,7 @@ class GCSStore(Store):
             generation = blob.generation
             data = blob.download_as_bytes(
                 timeout=_TIMEOUT,
-                retry=self._read_retry(),
+                retry=self._retry(),
                 if_generation_match=generation,
             )
             return data, str(generation)
@@ -94,20 +99,33 @@ class GCSStore(Store):
         if if_absent:
             condition["if_generation_match"] = 0
         elif if_token is not None:
+            if not if_token.isdigit():
+                raise StoreError(f"invalid GCS generation token {if_token!r}")
             condition["if_generation_match"] = int(if_token)
         upload: Callable[..., None]
         with self._errors("write", key):
             upload = self._gcs_bucket().blob(self._key(key)).upload_from_string
-            upload(data, content_type=_content_type(key), timeout=_TIMEOUT, **condition)
+            upload(
+                data,
+                content_type=_content_type(key),
+                timeout=_TIMEOUT,
+                retry=self._retry(),
+                **condition,
+            )
 
     def list(self, prefix: str) -> list[str]:
-        full = self._key(prefix)
+        full = self._key(_folder(prefix)) if prefix.strip("/") else self._key("")
         strip = len(self.prefix) + 1 if self.prefix else 0
         with self._errors("list", prefix):
             blobs = self._gcs_bucket().client.list_blobs(
-                self.bucket_name, prefix=full, timeout=_TIMEOUT
+                self.bucket_name, prefix=full, timeout=_TIMEOUT, retry=self._retry()
             )
             return [blob.name[strip:] for blob in blobs]
+
+
+def _folder(prefix: str) -> str:
+    """`versions` and `versions/` both mean the folder, never `versions2/`."""
+    return prefix.strip("/") + "/"
 
 
 def _content_type(key: str) -> str:

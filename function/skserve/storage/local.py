@@ -39,7 +39,7 @@ class LocalStore(Store):
 
     def read_token(self, key: str) -> tuple[bytes, str]:
         data = self.read(key)
-        return data, str(self._path(key).stat().st_mtime_ns)
+        return data, _token(self._path(key))
 
     def write(
         self,
@@ -75,7 +75,7 @@ class LocalStore(Store):
         with _swap_lock:
             if if_token is not None:
                 try:
-                    current = str(path.stat().st_mtime_ns)
+                    current = _token(path)
                 except FileNotFoundError:
                     current = None
                 if current != if_token:
@@ -83,7 +83,7 @@ class LocalStore(Store):
             os.replace(tmp, path)
 
     def list(self, prefix: str) -> list[str]:
-        base = self.root / prefix if prefix else self.root
+        base = self._path(prefix) if prefix.strip("/") else self.root
         if not base.is_dir():
             return []
         return [
@@ -91,3 +91,9 @@ class LocalStore(Store):
             for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".tmp-")
         ]
+
+
+def _token(path: Path) -> str:
+    """Changes on every write: each write renames a new file (a new inode) in."""
+    stat = path.stat()
+    return f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}"

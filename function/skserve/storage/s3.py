@@ -72,7 +72,8 @@ class S3Store(Store):
         try:
             return response["Body"].read(), response["ETag"]
         except BotoCoreError as exc:
-            raise StoreError(f"cannot read s3://{self.bucket}/{key}: {exc}") from None
+            where = f"s3://{self.bucket}/{self._key(key)}"
+            raise StoreError(f"cannot read {where}: {exc}") from None
 
     def write(
         self,
@@ -92,7 +93,9 @@ class S3Store(Store):
     def list(self, prefix: str) -> list[str]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        full = self._key(prefix)
+        full = (
+            self._key(prefix.strip("/") + "/") if prefix.strip("/") else self._key("")
+        )
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         try:
