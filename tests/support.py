@@ -19,6 +19,26 @@ BIN = Path(sys.executable).parent
 SEED_FEATURES = [0.1, -0.5, 1.2, -0.8, 0.3, 0.9, -1.1, 0.4, -0.2, 1.5]
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate, then kill if it will not stop; never leave a server behind."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+class UnpicklingMarker:
+    """Unpickling this creates a file: proof of whether a pickle was loaded."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[Path]]:
+        return (Path.touch, (Path(self.marker),))
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -139,12 +159,7 @@ class FunctionServer:
         return self.logs().count('"message":"loaded model version')
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
         self._log.close()
 
     def __enter__(self) -> FunctionServer:
@@ -187,9 +202,4 @@ class GCSEmulator:
         raise TimeoutError("gcp-storage-emulator did not start")
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)

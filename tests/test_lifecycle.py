@@ -220,6 +220,14 @@ def test_only_the_triggering_request_waits_for_a_new_version(
 # --- scikit-learn version safety ------------------------------------------------
 
 
+OLD_ENVIRONMENT = {
+    "python": "3.8.0",
+    "scikit-learn": "0.24.2",
+    "numpy": "1",
+    "scipy": "1",
+}
+
+
 def _rewrite_manifest(model_dir: Path, **changes: object) -> None:
     version = (model_dir / LATEST).read_text().strip()
     path = model_dir / "versions" / version / MANIFEST
@@ -233,13 +241,7 @@ def test_model_pickled_with_another_sklearn_is_refused_naming_both(
 ) -> None:
     import sklearn
 
-    environment = {
-        "python": "3.12.1",
-        "scikit-learn": "0.24.2",
-        "numpy": "1",
-        "scipy": "1",
-    }
-    _rewrite_manifest(served, environment=environment)
+    _rewrite_manifest(served, environment=OLD_ENVIRONMENT)
 
     response = call(json={"features": SEED_FEATURES})
 
@@ -253,13 +255,7 @@ def test_model_pickled_with_another_sklearn_is_refused_naming_both(
 def test_version_mismatch_can_be_allowed_and_is_logged(
     served: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    environment = {
-        "python": "3.12.1",
-        "scikit-learn": "0.24.2",
-        "numpy": "1",
-        "scipy": "1",
-    }
-    _rewrite_manifest(served, environment=environment)
+    _rewrite_manifest(served, environment=OLD_ENVIRONMENT)
     os.environ["ALLOW_SKLEARN_VERSION_MISMATCH"] = "true"
 
     response = call(json={"features": SEED_FEATURES})

@@ -15,17 +15,7 @@ from skserve.errors import ObjectNotFound, Unavailable
 from skserve.manifest import ARTIFACT, MANIFEST, Manifest, sha256_hex
 from skserve.model import LoadedModel, ModelHolder, fetch_model
 from skserve.storage import open_store
-from tests.support import SEED_FEATURES, call
-
-
-class _Boom:
-    """Unpickling this creates a file: proof that a pickle was (not) loaded."""
-
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (Path.touch, (Path(self.marker),))
+from tests.support import SEED_FEATURES, UnpicklingMarker, call
 
 
 def test_32_cold_threads_share_exactly_one_load(served: Path) -> None:
@@ -122,7 +112,7 @@ def test_pickle_replaced_after_publishing_is_refused_unpickled(
     served: Path, tmp_path: Path
 ) -> None:
     marker = tmp_path / "unpickled"
-    _swap_artifact(served, pickle.dumps(_Boom(str(marker))))
+    _swap_artifact(served, pickle.dumps(UnpicklingMarker(str(marker))))
 
     response = call(json={"features": SEED_FEATURES})
 

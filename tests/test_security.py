@@ -13,7 +13,7 @@ from skserve.errors import ConfigError
 from skserve.manifest import ARTIFACT, LATEST, MANIFEST, Manifest, sha256_hex
 from skserve.settings import Settings
 from skserve.signing import key_id, sign
-from tests.support import SEED_FEATURES, call
+from tests.support import SEED_FEATURES, UnpicklingMarker, call
 from train.cli import main as train
 
 KEY = "k" * 32
@@ -80,7 +80,7 @@ def test_evil_pickle_with_a_forged_checksum_is_never_unpickled(tmp_path: Path) -
     version = _publish_signed(tmp_path, KEY)
     folder = _folder(tmp_path, version)
     marker = tmp_path / "pwned"
-    evil = pickle.dumps(_Evil(str(marker)))
+    evil = pickle.dumps(UnpicklingMarker(str(marker)))
     manifest = Manifest.from_bytes((folder / MANIFEST).read_bytes())
     manifest.data["files"][ARTIFACT] = {"sha256": sha256_hex(evil), "bytes": len(evil)}
     (folder / ARTIFACT).write_bytes(evil)
@@ -92,14 +92,6 @@ def test_evil_pickle_with_a_forged_checksum_is_never_unpickled(tmp_path: Path) -
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "signature_invalid"
     assert not marker.exists()
-
-
-class _Evil:
-    def __init__(self, marker: str) -> None:
-        self.marker = marker
-
-    def __reduce__(self):  # type: ignore[no-untyped-def]
-        return (Path.touch, (Path(self.marker),))
 
 
 def test_key_rotation_accepts_old_and_new_signatures(tmp_path: Path) -> None:
