@@ -31,7 +31,7 @@ format: $(BIN)/.installed
 	$(BIN)/ruff check --fix .
 
 bench: $(BIN)/.installed
-	$(BIN)/python bench/coldstart.py
+	$(BIN)/python bench/coldstart.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) model-store .pytest_cache
