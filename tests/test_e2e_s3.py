@@ -76,6 +76,7 @@ def test_store_down_at_first_request_is_503_then_recovers_without_restart(
 
     assert down.status_code == 503
     assert down.json()["error"]["code"] == "store_unavailable"
-    assert "s3://late/m/demo/LATEST" in down.json()["error"]["message"]
+    assert "s3://late/m/demo/LATEST" not in down.json()["error"]["message"]
+    assert "s3://late/m/demo/LATEST" in server.logs()  # the operator's detail
     assert back.status_code == 200
     assert back.json()["prediction"] in (0, 1)

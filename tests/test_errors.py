@@ -183,3 +183,77 @@ def test_non_utf8_json_is_400(served: Path) -> None:
         400,
         "invalid_json",
     )
+
+
+def test_finite_values_the_model_cannot_take_are_400_not_500(served: Path) -> None:
+    """1e39 is a finite float64 but overflows the forest's float32."""
+    message = _error(call(json={"features": [1e39, *ROW[1:]]}), 400, "invalid_value")
+    assert "cannot use these values" in message
+
+
+def test_non_finite_model_output_is_400_not_500(tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1e300])
+    publish_estimator(tmp_path / "reg", model)
+    os.environ["MODEL_URI"] = str(tmp_path / "reg")
+
+    message = _error(call(json={"features": [1e300]}), 400, "invalid_value")
+
+    assert "not a finite number" in message
+
+
+def test_integer_beyond_pythons_digit_limit_is_400(served: Path) -> None:
+    body = '{"features": [' + "9" * 5000 + "]}"
+
+    _error(call(data=body, content_type="application/json"), 400, "invalid_json")
+
+
+def test_duplicate_keys_are_400(served: Path) -> None:
+    body = '{"features": [1], "features": [2]}'
+
+    message = _error(
+        call(data=body, content_type="application/json"), 400, "invalid_json"
+    )
+
+    assert "duplicate key 'features'" in message
+
+
+def test_a_batch_sent_as_features_gets_a_hint(served: Path) -> None:
+    message = _error(call(json={"features": [ROW]}), 400, "wrong_feature_count")
+
+    assert '"instances"' in message
+
+
+def test_long_values_are_shown_truncated(served: Path) -> None:
+    body = '{"features": [' + "1" * 400 + ", 0, 0, 0, 0, 0, 0, 0, 0, 0]}"
+
+    message = _error(
+        call(data=body, content_type="application/json"), 400, "invalid_value"
+    )
+
+    assert "..." in message and len(message) < 120
+
+
+def test_store_errors_do_not_tell_clients_where_the_store_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = tmp_path / "srv-secret-internal" / "prod"
+    os.environ["MODEL_URI"] = str(secret)
+
+    message = _error(call(json={"features": ROW}), 503, "not_found_in_store")
+
+    assert "srv-secret-internal" not in message and "MODEL_URI" in message
+    assert "srv-secret-internal" in capsys.readouterr().out  # the log has it
+
+
+def test_unsupported_model_uri_is_a_configuration_error_naming_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    os.environ["MODEL_URI"] = "http://bucket/models/m"
+
+    response = call(json={"features": ROW})
+
+    assert response.status_code == 500
+    assert response.get_json()["error"]["code"] == "configuration_error"
+    assert "MODEL_URI='http://bucket/models/m'" in capsys.readouterr().out

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from skserve.errors import PreconditionFailed, StoreError, Unavailable
+from skserve.loader import LoadedModel, fetch_model
 from skserve.manifest import LATEST, MANIFEST, Manifest
-from skserve.model import LoadedModel, ModelHolder, fetch_model
+from skserve.model import ModelHolder
 from skserve.storage import Store, open_store
 from tests.support import SEED_FEATURES, call
 from train.cli import main as train
@@ -397,3 +398,24 @@ def test_loader_uses_the_same_manifest_as_the_model_it_swaps_in(served: Path) ->
     assert model.runtime.manifest is model.manifest
     with pytest.raises(Unavailable):
         fetch_model(open_store(str(served)), "20000101T000000Z-00000000")
+
+
+def test_promote_whose_retried_write_finds_its_own_version_succeeds(
+    model_dir: Path,
+) -> None:
+    """An SDK retry of a conditional write that had landed gets 412: not a race."""
+    store = open_store(str(model_dir))
+    mine, _ = _two_versions(store, model_dir)
+    real_write = store.write
+
+    def landed_then_412(key: str, data: bytes, **kwargs: object) -> None:
+        real_write(key, data, **kwargs)  # type: ignore[arg-type]
+        if key == LATEST:
+            raise PreconditionFailed("412 on the retry of our own write")
+
+    store.write = landed_then_412  # type: ignore[method-assign]
+
+    previous = promote_version(store, mine)
+
+    assert previous is not None and previous != mine
+    assert (model_dir / LATEST).read_text().strip() == mine

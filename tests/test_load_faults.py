@@ -359,7 +359,7 @@ def _assert_store_unavailable(response: requests.Response) -> int:
     assert response.headers["Content-Type"].startswith("application/json")
     error = response.json()["error"]
     assert error["code"] == "store_unavailable", error
-    assert "LATEST" in error["message"]
+    assert "store" in error["message"] and "s3://" not in error["message"]
     return _retry_after(response)
 
 

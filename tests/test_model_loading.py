@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from skserve.errors import ObjectNotFound, Unavailable
+from skserve.loader import LoadedModel, fetch_model
 from skserve.manifest import ARTIFACT, MANIFEST, Manifest, sha256_hex
-from skserve.model import LoadedModel, ModelHolder, fetch_model
+from skserve.model import ModelHolder
 from skserve.storage import open_store
 from tests.support import SEED_FEATURES, UnpicklingMarker, call
 
@@ -170,9 +171,9 @@ def test_service_recovers_once_the_model_appears(
 ) -> None:
     import shutil
 
-    os.environ["MODEL_URI"] = str(tmp_path / "later")
+    os.environ["MODEL_URI"] = str(tmp_path / "later" / "seed")
     first = call(json={"features": SEED_FEATURES})
-    shutil.copytree(seed_store / "seed", tmp_path / "later")
+    shutil.copytree(seed_store / "seed", tmp_path / "later" / "seed")
     import main
 
     main._get_service().models._retry_at = 0  # skip the wait, not the retry

@@ -365,3 +365,41 @@ def test_a_bug_is_a_generic_500_and_its_traceback_only_in_the_log(
     assert "secret internals" not in body and "Traceback" not in body
     log = capsys.readouterr().out
     assert "Traceback" in log and "secret internals" in log
+
+
+def test_a_signed_version_of_another_model_is_refused(tmp_path: Path) -> None:
+    """A valid signature proves who published; the name proves for which model."""
+    version = _publish_signed(tmp_path, KEY)
+    fraud = tmp_path / "fraud"
+    (fraud / "versions").mkdir(parents=True)
+    (fraud / "versions" / version).symlink_to(_folder(tmp_path, version))
+    (fraud / LATEST).write_text(version)
+    os.environ.update(MODEL_URI=str(fraud), MODEL_SIGNING_KEY=KEY)
+
+    response = call(json=SEED)
+
+    assert response.status_code == 503
+    assert (
+        "belongs to model 'm', not 'fraud'" in response.get_json()["error"]["message"]
+    )
+
+
+def test_non_ascii_digest_in_a_manifest_is_an_integrity_error(served: Path) -> None:
+    version = (served / LATEST).read_text().strip()
+    path = served / "versions" / version / MANIFEST
+    data = json.loads(path.read_text())
+    data["files"][ARTIFACT]["sha256"] = "é" * 64
+    path.write_text(json.dumps(data))
+
+    response = call(json=SEED)
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "integrity_error"
+
+
+def test_secret_file_that_is_not_utf8_names_the_variable(tmp_path: Path) -> None:
+    secret = tmp_path / "keys"
+    secret.write_bytes(b"\xff\xfe" * 20)
+
+    with pytest.raises(ConfigError, match="API_KEYS_FILE"):
+        Settings.from_env({"API_KEYS_FILE": str(secret)})

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -315,7 +316,8 @@ def test_local_write_leaves_no_temporary_file_after_a_refused_write(
     with pytest.raises(PreconditionFailed):
         store.write("iris/LATEST", b"v2\n", if_absent=True)
 
-    assert sorted(p.name for p in (tmp_path / "iris").iterdir()) == ["LATEST"]
+    assert not [p for p in (tmp_path / "iris").iterdir() if p.name.startswith(".tmp-")]
+    assert store.list("iris") == ["iris/LATEST"]
 
 
 # --------------------------------------------------------------------------- #
@@ -676,3 +678,56 @@ def test_cloud_sdks_are_imported_on_first_use_not_on_open(tmp_path: Path) -> Non
     modules = json.loads(result.stdout)
     assert modules["opened"] == []
     assert modules["used"] == ["boto3", "botocore", "google.cloud.storage"]
+
+
+def test_local_conditional_write_waits_for_a_writer_in_another_process(
+    tmp_path: Path,
+) -> None:
+    """Two CLI publishers are two processes: the check-and-replace must be locked
+    across them, not only across threads."""
+    import fcntl
+
+    store = LocalStore(tmp_path)
+    store.write("m/LATEST", b"v1\n")
+    _, token = store.read_token("m/LATEST")
+    script = (
+        "import sys; from skserve.storage.local import LocalStore; "
+        f"LocalStore({str(tmp_path)!r}).write('m/LATEST', b'v2\\n', if_token={token!r})"
+    )
+    with open(tmp_path / "m" / ".LATEST.lock", "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        writer = subprocess.Popen(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONPATH": "function"},
+            cwd=REPO,
+        )
+        time.sleep(1.0)
+        blocked = writer.poll() is None
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    writer.wait(timeout=30)
+
+    assert blocked, "the other process wrote while we held the lock"
+    assert writer.returncode == 0
+    assert store.read("m/LATEST") == b"v2\n"
+
+
+def test_gcs_checksum_mismatch_on_download_is_a_store_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """google-cloud-storage's DataCorruption is neither an API nor an HTTP error."""
+    from google.cloud.storage.exceptions import DataCorruption
+
+    class Blob:
+        def download_as_bytes(self, **kwargs: object) -> bytes:
+            raise DataCorruption(None, "Checksum mismatch while downloading")
+
+    class Bucket:
+        def blob(self, name: str) -> Blob:
+            return Blob()
+
+    monkeypatch.setattr(GCSStore, "_gcs_bucket", lambda self: Bucket())
+
+    with pytest.raises(StoreError) as exc_info:
+        open_store(f"gs://{BUCKET}/models").read("iris/LATEST")
+
+    assert "Checksum mismatch" in str(exc_info.value)

@@ -92,9 +92,15 @@ def _target(values: list[str], path: str, target: str) -> np.ndarray:
         raise DataError(f"target column {target!r} of {path} has empty cells")
     for kind in (int, float):
         try:
-            return np.array([kind(v) for v in values])
-        except ValueError:
+            y = np.array([kind(v) for v in values])
+        except (ValueError, OverflowError):
             continue
+        if y.dtype == object or not np.isfinite(y).all():
+            raise DataError(
+                f"target column {target!r} of {path} has values that are not finite "
+                "or too large (nan, inf, huge integers); clean them first"
+            )
+        return y
     return np.array(values, dtype=object)
 
 

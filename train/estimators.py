@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 
 from skserve.errors import ConfigError
+from skserve.manifest import TASKS  # noqa: F401  (re-exported for the CLI)
 from train.data import Dataset
-
-TASKS = ("classification", "regression")
 
 
 def _kinds(task: str, seed: int) -> dict[str, Callable[[], Any]]:

@@ -92,6 +92,9 @@ def promote_version(
             LATEST, f"{version}\n".encode(), if_absent=token is None, if_token=token
         )
     except PreconditionFailed:
+        # A retried conditional write may find our own first attempt in place.
+        if store.read(LATEST).decode("utf-8", "replace").strip() == version:
+            return previous
         raise PreconditionFailed(
             f"LATEST was moved by another publisher while promoting {version}; "
             f"run `python -m train list` and promote again if still wanted"

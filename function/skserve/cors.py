@@ -27,6 +27,7 @@ def preflight(
 ) -> flask.Response:
     """204 to an OPTIONS request; CORS headers only for an allowed origin."""
     response = flask.Response(status=204, headers={"Allow": allow})
+    del response.headers["Content-Type"]  # no body, so no type
     if allowed_origin(request, origins):
         response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
         response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS

@@ -72,17 +72,30 @@ class Unavailable(ServingError):
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
 
+    def public_message(self) -> str:
+        """What a client may read; `message` (logged) may name private places."""
+        return "the model could not be loaded; the function's log has the details"
+
 
 class StoreError(Unavailable):
     """The store could not be reached, or refused us (network, auth, bucket)."""
 
     code = "store_unavailable"
 
+    def public_message(self) -> str:
+        return "the model store cannot be read right now; the function's log says why"
+
 
 class ObjectNotFound(StoreError):
     """A key the reader expected is absent from the store."""
 
     code = "not_found_in_store"
+
+    def public_message(self) -> str:
+        return (
+            "no model is published at the configured MODEL_URI (LATEST or a file "
+            "of the promoted version is missing)"
+        )
 
 
 class PreconditionFailed(StoreError):
@@ -96,8 +109,14 @@ class IntegrityError(Unavailable):
 
     code = "integrity_error"
 
+    def public_message(self) -> str:
+        return self.message  # names versions and files, never store locations
+
 
 class IncompatibleModel(Unavailable):
     """The artifact cannot be used by this runtime (not an estimator, versions)."""
 
     code = "incompatible_model"
+
+    def public_message(self) -> str:
+        return self.message  # names versions, never store locations

@@ -87,4 +87,8 @@ def framework_error_response(error: Exception) -> flask.Response:
     message = "not found" if status == 404 else "the request could not be served"
     wrapped = ServingError(message, code=code)
     wrapped.status = status
-    return error_response(wrapped)
+    response = error_response(wrapped)
+    if flask.has_request_context():
+        response.headers["X-Request-Id"] = request_id(flask.request)
+        response.headers["X-Model-Version"] = "none"
+    return response

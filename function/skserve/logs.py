@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import traceback
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import flask
 
 TRACE = "logging.googleapis.com/trace"
 SPAN = "logging.googleapis.com/spanId"
@@ -30,7 +32,41 @@ def log_exception(message: str, exc: BaseException, **fields: Any) -> None:
     log("ERROR", f"{message}\n{trace}", **fields)
 
 
-def trace_fields(headers: Mapping[str, str]) -> dict[str, str]:
+def log_request(
+    request: flask.Request,
+    response: flask.Response,
+    *,
+    latency: float,
+    cold_start: bool,
+    project: str,
+    **fields: Any,
+) -> None:
+    """One Cloud Logging structured entry for a request, with its trace."""
+    status = response.status_code
+    severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+    log(
+        severity,
+        f"{request.method} {request.path} {status}",
+        httpRequest={
+            "requestMethod": request.method,
+            "requestUrl": request.url,
+            "status": status,
+            "latency": f"{latency:.6f}s",
+            "requestSize": str(request.environ.get("skserve.body_bytes", 0)),
+            "responseSize": str(response.calculate_content_length() or 0),
+            "userAgent": request.user_agent.string,
+            "remoteIp": request.remote_addr or "",
+            "protocol": request.environ.get("SERVER_PROTOCOL", ""),
+        },
+        model_version=response.headers.get("X-Model-Version", "none"),
+        rows=request.environ.get("skserve.rows", 0),
+        cold_start=cold_start,
+        **fields,
+        **trace_fields(request.headers, project),
+    )
+
+
+def trace_fields(headers: Mapping[str, str], project: str = "") -> dict[str, str]:
     """Cloud Logging trace fields from X-Cloud-Trace-Context or W3C traceparent."""
     trace = span = ""
     cloud = headers.get("X-Cloud-Trace-Context", "")
@@ -42,7 +78,6 @@ def trace_fields(headers: Mapping[str, str]) -> dict[str, str]:
         _, trace, span, _ = parent.split("-")
     if not trace or not all(c in "0123456789abcdefABCDEF" for c in trace):
         return {}
-    project = os.environ.get("GOOGLE_CLOUD_PROJECT") or os.environ.get("GCP_PROJECT")
     fields = {TRACE: f"projects/{project}/traces/{trace}" if project else trace}
     if span.isalnum():
         fields[SPAN] = span

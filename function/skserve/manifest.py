@@ -119,7 +119,8 @@ class Manifest:
                 f"{filename} of {self.version} is {len(data)} bytes, "
                 f"manifest says {entry.get('bytes')}; refusing to unpickle it"
             )
-        if not hmac.compare_digest(sha256_hex(data), str(entry["sha256"])):
+        expected = str(entry["sha256"]).encode("utf-8", "replace")
+        if not hmac.compare_digest(sha256_hex(data).encode(), expected):
             raise IntegrityError(
                 f"{filename} of {self.version} does not match its SHA-256 in the "
                 "manifest; refusing to unpickle it"

@@ -1,4 +1,5 @@
-"""Model loading: LATEST -> manifest -> verified files -> unpickle, lazily and once.
+"""The current model of an instance: loaded lazily and once, retried after a
+failure, swapped atomically on refresh.
 
 functions-framework serves many threads per instance; `ModelHolder` makes the
 first request load the model while concurrent ones wait for that same load.
@@ -9,66 +10,11 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from skserve.errors import Unavailable
+from skserve.loader import LoadedModel
 from skserve.logs import log, log_exception
-from skserve.manifest import (
-    ARTIFACT,
-    LATEST,
-    MANIFEST,
-    Manifest,
-    check_version,
-    version_key,
-)
-from skserve.runtime import SklearnRuntime
-from skserve.signing import verify
-from skserve.storage import Store
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    """A model and the manifest it was verified against, swapped as one object."""
-
-    manifest: Manifest
-    runtime: SklearnRuntime
-    loaded_at: float = field(default_factory=time.time)
-
-    @property
-    def version(self) -> str:
-        return self.manifest.version
-
-
-def read_latest(store: Store) -> str:
-    """The promoted version id of the model rooted at `store`."""
-    return check_version(store.read(LATEST).decode("utf-8", "replace").strip())
-
-
-def fetch_model(
-    store: Store,
-    version: str,
-    *,
-    allow_version_mismatch: bool = False,
-    signing_keys: Sequence[str] = (),
-) -> LoadedModel:
-    """Download `version`, verify its signature (when keys are set) and every file
-    against its manifest, and only then unpickle."""
-    manifest = Manifest.from_bytes(store.read(version_key(version, MANIFEST)))
-    if signing_keys:
-        signed_by = verify(manifest, signing_keys)  # before the artifact is fetched
-        log("INFO", f"manifest of {version} signed by key {signed_by}")
-    if manifest.version != version:
-        raise Unavailable(
-            f"manifest under {version} describes {manifest.version}",
-            code="integrity_error",
-        )
-    artifact = store.read(version_key(version, ARTIFACT))
-    manifest.verify(ARTIFACT, artifact)  # before anything is unpickled
-    runtime = SklearnRuntime.load(
-        manifest, artifact, allow_version_mismatch=allow_version_mismatch
-    )
-    return LoadedModel(manifest, runtime)
 
 
 class ModelHolder:
@@ -85,7 +31,7 @@ class ModelHolder:
         *,
         pinned: str | None = None,
         refresh_seconds: int = 0,
-        backoff: tuple[float, float] = (1.0, 30.0),
+        backoff: tuple[float, float] = (1.0, 10.0),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch = fetch
@@ -176,6 +122,8 @@ class ModelHolder:
 
     @staticmethod
     def _unavailable(error: Unavailable, wait: float) -> Unavailable:
-        fresh = Unavailable(error.message, code=error.code)
+        # What the client sees: the code and a message without store locations
+        # or SDK text; the log line above has the full detail.
+        fresh = Unavailable(error.public_message(), code=error.code)
         fresh.retry_after = max(1, math.ceil(wait))
         return fresh

@@ -13,6 +13,10 @@ from skserve.errors import BadRequest, IncompatibleModel
 from skserve.logs import log
 from skserve.manifest import Manifest
 
+# Fitted on a DataFrame, predicting on an array in the manifest's column order is
+# intended. Installed once: warnings.catch_warnings per call is not thread-safe.
+warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -21,6 +25,21 @@ class Prediction:
     labels: list[Any]
     probabilities: list[list[float]] | None = None
     classes: list[Any] | None = None
+
+    def body(self, *, single: bool) -> dict[str, Any]:
+        """The response keys: the seed's `prediction` for one row, else KServe's."""
+        body: dict[str, Any]
+        if single:
+            body = {"prediction": self.labels[0]}
+            if self.probabilities is not None:
+                body["probabilities"] = self.probabilities[0]
+        else:
+            body = {"predictions": self.labels}
+            if self.probabilities is not None:
+                body["probabilities"] = self.probabilities
+        if self.classes is not None:
+            body["classes"] = self.classes
+        return body
 
 
 class SklearnRuntime:
@@ -55,8 +74,13 @@ class SklearnRuntime:
                 warnings.simplefilter("ignore")
                 estimator = joblib.load(io.BytesIO(artifact))
         except Exception as exc:  # unpickling can raise anything
+            missing = (
+                getattr(exc, "name", None) if isinstance(exc, ImportError) else None
+            )
+            log("ERROR", f"cannot unpickle model {manifest.version}: {exc!r}")
             raise IncompatibleModel(
-                f"cannot unpickle model {manifest.version}: {type(exc).__name__}: {exc}"
+                f"cannot unpickle model {manifest.version}: {type(exc).__name__}"
+                + (f" (module {missing!r} is not installed)" if missing else "")
             ) from None
         if not callable(getattr(estimator, "predict", None)):
             raise IncompatibleModel(
@@ -87,13 +111,30 @@ class SklearnRuntime:
                 f'(task: {self.manifest.task}); remove "probabilities"',
                 code="probabilities_unsupported",
             )
-        with warnings.catch_warnings():
-            # Fitted on a DataFrame, predicting on an array: columns are in order.
-            warnings.filterwarnings("ignore", message="X does not have valid feature")
-            labels = self.estimator.predict(rows)
-            proba = self.estimator.predict_proba(rows) if probabilities else None
+        try:
+            # Overflow is reported below as a 400, not warned about per request.
+            with np.errstate(over="ignore", invalid="ignore"):
+                labels = self.estimator.predict(rows)
+                proba = self.estimator.predict_proba(rows) if probabilities else None
+        except ValueError as exc:  # e.g. finite in float64, infinite in float32
+            raise BadRequest(
+                f"the model cannot use these values: {str(exc).splitlines()[0][:200]}",
+                code="invalid_value",
+            ) from None
+        for output in (labels, proba):
+            if output is not None and _has_non_finite(output):
+                raise BadRequest(
+                    "the model's output for these values is not a finite number; "
+                    "check their magnitude",
+                    code="invalid_value",
+                )
         return Prediction(
             labels=np.asarray(labels).tolist(),
             probabilities=None if proba is None else np.asarray(proba).tolist(),
             classes=self.classes if probabilities else None,
         )
+
+
+def _has_non_finite(values: Any) -> bool:
+    array = np.asarray(values)
+    return array.dtype.kind in "fc" and not np.isfinite(array).all()

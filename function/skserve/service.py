@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import flask
 
@@ -21,9 +20,11 @@ from skserve.http import (
     read_json_body,
     request_id,
 )
-from skserve.logs import log, log_exception, trace_fields
-from skserve.model import LoadedModel, ModelHolder, fetch_model, read_latest
-from skserve.payload import parse_payload, to_matrix
+from skserve.loader import LoadedModel, fetch_model, read_latest
+from skserve.logs import log_exception, log_request
+from skserve.model import ModelHolder
+from skserve.payload import parse_payload
+from skserve.rows import to_matrix
 from skserve.settings import Settings
 from skserve.storage import open_store, split_model_uri
 
@@ -43,6 +44,7 @@ class Service:
             functools.partial(
                 fetch_model,
                 self.store,
+                name=root.rstrip("/").rsplit("/", 1)[-1],
                 allow_version_mismatch=settings.allow_version_mismatch,
                 signing_keys=settings.signing_keys,
             ),
@@ -83,10 +85,20 @@ class Service:
             "X-Model-Version", model.version if model else "none"
         )
         add_cors_headers(response, request, self.settings.cors_allow_origins)
-        self._log(request, response, rid, time.perf_counter() - started)
+        with self._cold_lock:
+            cold, self._cold = self._cold, False
+        log_request(
+            request,
+            response,
+            latency=time.perf_counter() - started,
+            cold_start=cold,
+            project=self.settings.project,
+            request_id=rid,
+        )
         return response
 
     def dispatch(self, request: flask.Request) -> flask.Response:
+        """Preflight, then auth (except public paths), then the route."""
         path = request.path.rstrip("/") or "/"
         methods = self.routes.get(path, {})
         allow = sorted(
@@ -111,18 +123,22 @@ class Service:
         return methods[method](request)
 
     def health(self, request: flask.Request) -> flask.Response:
+        """Liveness only: never touches the model or the store."""
         return json_response({"status": "ok"})
 
     def openapi(self, request: flask.Request) -> flask.Response:
+        """The OpenAPI document shipped beside this module."""
         return flask.Response(OPENAPI.read_bytes(), mimetype="application/json")
 
     def metadata(self, request: flask.Request) -> flask.Response:
+        """The loaded model's manifest facts (loading it if needed)."""
         model = self.models.get()
         facts = {k: v for k, v in model.manifest.data.items() if k != "signature"}
         body = {**facts, "model_version": model.version}
         return self._with_version(json_response(body), model)
 
     def predict(self, request: flask.Request) -> flask.Response:
+        """`features` (one row) or `instances` (a batch) -> predictions."""
         payload = parse_payload(
             read_json_body(request, self.settings.max_body_bytes),
             max_rows=self.settings.max_rows,
@@ -132,18 +148,7 @@ class Service:
         rows = to_matrix(payload, manifest.n_features, manifest.feature_names)
         request.environ["skserve.rows"] = len(rows)
         result = model.runtime.predict(rows, probabilities=payload.probabilities)
-        body: dict[str, Any]
-        if payload.single:
-            body = {"prediction": result.labels[0]}
-            if result.probabilities is not None:
-                body["probabilities"] = result.probabilities[0]
-        else:
-            body = {"predictions": result.labels}
-            if result.probabilities is not None:
-                body["probabilities"] = result.probabilities
-        if result.classes is not None:
-            body["classes"] = result.classes
-        body["model_version"] = model.version
+        body = {**result.body(single=payload.single), "model_version": model.version}
         return self._with_version(json_response(body), model)
 
     @staticmethod
@@ -151,32 +156,3 @@ class Service:
         # The version that answered, even if a refresh swapped models meanwhile.
         response.headers["X-Model-Version"] = model.version
         return response
-
-    def _log(
-        self, request: flask.Request, response: flask.Response, rid: str, took: float
-    ) -> None:
-        """One Cloud Logging structured entry per request."""
-        with self._cold_lock:
-            cold, self._cold = self._cold, False
-        status = response.status_code
-        severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
-        log(
-            severity,
-            f"{request.method} {request.path} {status}",
-            httpRequest={
-                "requestMethod": request.method,
-                "requestUrl": request.url,
-                "status": status,
-                "latency": f"{took:.6f}s",
-                "requestSize": str(request.environ.get("skserve.body_bytes", 0)),
-                "responseSize": str(response.calculate_content_length() or 0),
-                "userAgent": request.user_agent.string,
-                "remoteIp": request.remote_addr or "",
-                "protocol": request.environ.get("SERVER_PROTOCOL", ""),
-            },
-            request_id=rid,
-            model_version=response.headers["X-Model-Version"],
-            rows=request.environ.get("skserve.rows", 0),
-            cold_start=cold,
-            **trace_fields(request.headers),
-        )

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from skserve.errors import ConfigError
+from skserve.errors import ConfigError, ServingError
 
 DEFAULT_MODEL_URI = "model-store/default"
 
@@ -44,6 +44,8 @@ def _keys(env: Mapping[str, str], name: str, minimum: int) -> tuple[str, ...]:
             raise ConfigError(
                 f"{name}_FILE: cannot read {path}: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name}_FILE: {path} is not UTF-8 text") from None
         values += tuple(
             v.strip() for v in text.replace("\n", ",").split(",") if v.strip()
         )
@@ -56,6 +58,21 @@ def _keys(env: Mapping[str, str], name: str, minimum: int) -> tuple[str, ...]:
 def signing_keys(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     """MODEL_SIGNING_KEY or MODEL_SIGNING_KEY_FILE: the first signs, any verifies."""
     return _keys(os.environ if env is None else env, "MODEL_SIGNING_KEY", 16)
+
+
+def _model_uri(env: Mapping[str, str]) -> str:
+    from skserve.manifest import check_version
+    from skserve.storage import open_store, split_model_uri
+
+    uri = env.get("MODEL_URI", "").strip() or DEFAULT_MODEL_URI
+    root, pinned = split_model_uri(uri)
+    try:
+        open_store(root)  # parses the URI only; no client, no network
+        if pinned is not None:
+            check_version(pinned)
+    except ServingError as error:
+        raise ConfigError(f"MODEL_URI={uri!r}: {error.message}") from None
+    return uri
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -79,13 +96,14 @@ class Settings:
     api_keys: tuple[str, ...] = ()
     signing_keys: tuple[str, ...] = ()
     allow_version_mismatch: bool = False
+    project: str = ""  # for trace ids in logs
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting from `env` (default: os.environ), validating each."""
         env = os.environ if env is None else env
         return cls(
-            model_uri=env.get("MODEL_URI", "").strip() or DEFAULT_MODEL_URI,
+            model_uri=_model_uri(env),
             refresh_seconds=_int(env, "MODEL_REFRESH_SECONDS", 60, 0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 10 * 1024 * 1024, 1),
             max_rows=_int(env, "MAX_ROWS", 10_000, 1),
@@ -93,4 +111,5 @@ class Settings:
             api_keys=_keys(env, "API_KEYS", 16),
             signing_keys=signing_keys(env),
             allow_version_mismatch=_flag(env, "ALLOW_SKLEARN_VERSION_MISMATCH"),
+            project=env.get("GOOGLE_CLOUD_PROJECT") or env.get("GCP_PROJECT") or "",
         )

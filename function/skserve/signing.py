@@ -65,7 +65,8 @@ def verify(manifest: Manifest, keys: Sequence[str]) -> str:
         )
     matched = ""
     for key in keys:
-        if hmac.compare_digest(_mac(key, manifest.data), signature["value"]):
+        given = signature["value"].encode("utf-8", "replace")
+        if hmac.compare_digest(_mac(key, manifest.data).encode(), given):
             matched = key_id(key)
     if not matched:
         raise IntegrityError(

@@ -40,6 +40,7 @@ class GCSStore(Store):
     def _errors(self, what: str, key: str) -> Iterator[None]:
         from google.api_core import exceptions as api
         from google.auth.exceptions import GoogleAuthError
+        from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
         from requests.exceptions import RequestException
 
         where = f"gs://{self.bucket_name}/{self._key(key)}"
@@ -53,7 +54,13 @@ class GCSStore(Store):
             ) from None
         except api.PreconditionFailed:
             raise PreconditionFailed(f"{where} was changed by another writer") from None
-        except (api.GoogleAPIError, GoogleAuthError, RequestException) as exc:
+        except (
+            api.GoogleAPIError,
+            GoogleAuthError,
+            RequestException,
+            DataCorruption,  # a download whose checksum did not match
+            InvalidResponse,
+        ) as exc:
             raise StoreError(f"cannot {what} {where}: {exc}") from None
 
     def _retry(self) -> Any:

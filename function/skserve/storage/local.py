@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from skserve.errors import ObjectNotFound, PreconditionFailed, StoreError
 from skserve.storage.base import Store
 
-# Conditional writes compare-and-swap within this process; across processes the
-# if_absent case is still atomic (os.link refuses an existing target).
+# A conditional write's check-then-replace holds this lock within the process and
+# an flock on a lock file beside the key across processes (two CLI publishers).
+# if_absent needs neither: os.link refuses an existing target atomically.
 _swap_lock = threading.Lock()
 
 
@@ -72,7 +76,7 @@ class LocalStore(Store):
             except FileExistsError:
                 raise PreconditionFailed(f"{path} already exists") from None
             return
-        with _swap_lock:
+        with _swap_lock, _file_lock(path.with_name(f".{path.name}.lock")):
             if if_token is not None:
                 try:
                     current = _token(path)
@@ -89,7 +93,7 @@ class LocalStore(Store):
         return [
             p.relative_to(self.root).as_posix()
             for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".tmp-")
+            if p.is_file() and not p.name.startswith(".")
         ]
 
 
@@ -97,3 +101,14 @@ def _token(path: Path) -> str:
     """Changes on every write: each write renames a new file (a new inode) in."""
     stat = path.stat()
     return f"{stat.st_ino}-{stat.st_mtime_ns}-{stat.st_size}"
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock held by this process while the block runs."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock

@@ -1,0 +1,139 @@
+"""The `python -m train` commands: fit, publish, list and promote.
+
+Each returns an exit code; failures raise ServingError for `cli.main` to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+from typing import Any
+
+from skserve.errors import ObjectNotFound
+from skserve.manifest import LATEST, MANIFEST, Manifest
+from skserve.settings import signing_keys
+from skserve.storage import Store, join_uri, open_store
+from train.artifact import describe, load_estimator
+from train.publish import promote_version, publish
+
+
+def _model_store(args: argparse.Namespace) -> tuple[str, Store]:
+    model_uri = join_uri(args.store, args.name)
+    return model_uri, open_store(model_uri)
+
+
+def _publish(args: argparse.Namespace, artifact: bytes, facts: dict[str, Any]) -> int:
+    model_uri, store = _model_store(args)
+    keys = signing_keys()
+    manifest = publish(
+        store,
+        artifact,
+        facts,
+        name=args.name,
+        promote=not args.no_promote,
+        signing_keys=keys,
+    )
+    state = "published" if args.no_promote else "published and promoted"
+    if keys:
+        state = f"signed, {state}"
+    print(f"{state} {args.name} version {manifest.version}")
+    if manifest.data.get("metrics"):
+        print(
+            "metrics: "
+            + ", ".join(f"{k}={v}" for k, v in manifest.data["metrics"].items())
+        )
+    print(f"MODEL_URI={model_uri}")
+    return 0
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """Fit the tutorial's model, a CSV or a bundled dataset, then publish it."""
+    from train.data import DataError, load_bundled, load_csv
+    from train.estimators import fit_holdout, infer_task
+
+    if args.data is None and args.dataset is None:
+        if args.target or args.task or args.model != "random-forest":
+            raise DataError("--target, --task and --model need --data or --dataset")
+        from train.seed import fit_seed
+
+        model, facts = fit_seed()
+        return _publish(
+            args, pickle.dumps(model, protocol=5), {**describe(model), **facts}
+        )
+    if args.data is not None and not args.target:
+        raise DataError("--data needs --target COLUMN (the column to predict)")
+    if args.dataset is not None and args.target:
+        raise DataError("--target is for --data; a --dataset has its own target")
+    data = load_csv(args.data, args.target) if args.data else load_bundled(args.dataset)
+    task = args.task or infer_task(data.y)
+    try:
+        model, metrics, training = fit_holdout(data, args.model, task, args.seed)
+    except ValueError as exc:  # scikit-learn refusing the data (e.g. float32 range)
+        reason = str(exc).splitlines()[0][:200]
+        raise DataError(f"cannot fit {args.model} on {data.source}: {reason}") from None
+    facts = {
+        **describe(model),
+        "feature_names": data.feature_names,
+        "target": data.target,
+        "metrics": metrics,
+        "training": training,
+    }
+    return _publish(args, pickle.dumps(model, protocol=5), facts)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """Publish a fitted estimator someone else pickled, byte for byte."""
+    model, data = load_estimator(args.file)
+    facts = {
+        **describe(model),
+        "target": None,
+        "metrics": {},
+        "training": {"source": f"file:{args.file}", "rows": None},
+    }
+    return _publish(args, data, facts)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Versions newest first, with metrics; `*` marks the one LATEST names."""
+    model_uri, store = _model_store(args)
+    try:
+        latest = store.read(LATEST).decode().strip()
+    except ObjectNotFound:
+        latest = None
+    versions = sorted(
+        {
+            key.split("/")[1]
+            for key in store.list("versions/")
+            if key.endswith(MANIFEST)
+        },
+        reverse=True,
+    )
+    if not versions:
+        print(f"error: no versions published at {model_uri}", file=sys.stderr)
+        return 1
+    for version in versions:
+        manifest = Manifest.from_bytes(store.read(f"versions/{version}/{MANIFEST}"))
+        metrics = manifest.data.get("metrics") or {}
+        mark = "*" if version == latest else " "
+        shown = " ".join(f"{k}={v}" for k, v in metrics.items()) or "-"
+        estimator = str(manifest.data.get("estimator", "?")).rsplit(".", 1)[-1]
+        created = manifest.data.get("created_at", "?")
+        print(f"{mark} {version}  {created}  {estimator}  {shown}")
+    print(f"(* = LATEST at {model_uri})")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    """Point LATEST at a version: a rollout, or a rollback to an older one."""
+    model_uri, store = _model_store(args)
+    try:
+        previous = promote_version(store, args.version, signing_keys=signing_keys())
+    except ObjectNotFound:
+        raise ObjectNotFound(
+            f"version {args.version} does not exist at {model_uri}; "
+            "see `python -m train list`"
+        ) from None
+    print(f"promoted {args.name} version {args.version} (was {previous or 'none'})")
+    print(f"MODEL_URI={model_uri}")
+    return 0
