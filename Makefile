@@ -13,6 +13,11 @@ $(BIN)/.installed: requirements.txt function/requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 
+# The Serverless Framework CLI (osls) and its Python plugin, for serverless.yml.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --cache .cache/npm
+	touch $@
+
 model-store/default/LATEST: | $(BIN)/.installed
 	$(BIN)/python -m train
 
@@ -23,7 +28,7 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
-test: lint
+test: lint node_modules/.installed
 	$(BIN)/python -m pytest
 
 format: $(BIN)/.installed

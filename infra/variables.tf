@@ -1,0 +1,222 @@
+variable "project_id" {
+  type        = string
+  description = "The Google Cloud project to deploy into."
+}
+
+variable "region" {
+  type        = string
+  description = "Region of the function (and of the buckets, unless bucket_location is set)."
+  default     = "us-central1"
+}
+
+variable "enable_apis" {
+  type        = bool
+  description = "Enable the APIs the deployment needs (Cloud Functions, Cloud Run, Cloud Build, Artifact Registry, Cloud Storage, and Secret Manager when secrets are used)."
+  default     = true
+}
+
+variable "labels" {
+  type        = map(string)
+  description = "Labels for the buckets and the function."
+  default     = {}
+}
+
+# --- Model store --------------------------------------------------------------
+
+variable "model_bucket_name" {
+  type        = string
+  description = "Name of the bucket holding published models. Default: <project_id>-sklearn-models."
+  default     = null
+}
+
+variable "bucket_location" {
+  type        = string
+  description = "Location of the buckets. Default: the function's region."
+  default     = null
+}
+
+variable "model_prefix" {
+  type        = string
+  description = "Store prefix inside the model bucket: `python -m train --store gs://<bucket>/<model_prefix>`."
+  default     = "models"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", var.model_prefix))
+    error_message = "model_prefix must be a relative path without leading or trailing slashes."
+  }
+}
+
+variable "model_name" {
+  type        = string
+  description = "Model name inside the store (`python -m train --name`). The function reads gs://<bucket>/<model_prefix>/<model_name>."
+  default     = "default"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._-]+$", var.model_name))
+    error_message = "model_name must be a single path segment."
+  }
+}
+
+variable "model_version" {
+  type        = string
+  description = "Pin one published version (MODEL_URI .../versions/<version>). Empty: follow LATEST."
+  default     = ""
+}
+
+variable "force_destroy" {
+  type        = bool
+  description = "Let `terraform destroy` delete the model bucket even when it still holds models."
+  default     = false
+}
+
+variable "noncurrent_version_retention_days" {
+  type        = number
+  description = "Days a replaced object version (an old LATEST) is kept before deletion. Published versions are never replaced."
+  default     = 30
+}
+
+variable "source_bucket_name" {
+  type        = string
+  description = "Name of the bucket holding the function's source archives. Default: <project_id>-gcf-source."
+  default     = null
+}
+
+# --- Function -----------------------------------------------------------------
+
+variable "function_name" {
+  type        = string
+  description = "Name of the Cloud Function (gen2) and of its Cloud Run service."
+  default     = "sklearn-predict"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,61}[a-z0-9]$", var.function_name))
+    error_message = "function_name must be lowercase letters, digits and hyphens, 2 to 63 characters."
+  }
+}
+
+variable "service_account_id" {
+  type        = string
+  description = "Account id of the service account the function runs as (created here; it may only read the model)."
+  default     = "sklearn-predict"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.service_account_id))
+    error_message = "service_account_id must be 6 to 30 lowercase letters, digits and hyphens."
+  }
+}
+
+variable "build_service_account" {
+  type        = string
+  description = "Service account Cloud Build uses to build the function (projects/<project>/serviceAccounts/<email>). Null: the project's default."
+  default     = null
+}
+
+variable "memory" {
+  type        = string
+  description = "Memory of one instance (Cloud Run units, e.g. 1Gi)."
+  default     = "1Gi"
+}
+
+variable "cpu" {
+  type        = string
+  description = "vCPUs of one instance. Concurrency above 1 needs at least 1."
+  default     = "1"
+}
+
+variable "timeout_seconds" {
+  type        = number
+  description = "Request timeout in seconds (the first request also loads the model)."
+  default     = 60
+}
+
+variable "min_instances" {
+  type        = number
+  description = "Instances kept warm (0: scale to zero, and pay a cold start)."
+  default     = 0
+}
+
+variable "max_instances" {
+  type        = number
+  description = "Upper bound on instances."
+  default     = 10
+}
+
+variable "concurrency" {
+  type        = number
+  description = "Requests one instance serves at once. THREADS (functions-framework's gunicorn threads) is set to the same number."
+  default     = 4
+
+  validation {
+    condition     = var.concurrency >= 1 && var.concurrency <= 1000 && floor(var.concurrency) == var.concurrency
+    error_message = "concurrency must be an integer from 1 to 1000."
+  }
+}
+
+variable "ingress_settings" {
+  type        = string
+  description = "Who can reach the URL at the network level: ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.ingress_settings)
+    error_message = "ingress_settings must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "allow_unauthenticated" {
+  type        = bool
+  description = "Let anyone invoke the function (roles/run.invoker for allUsers). Default: only invoker_members, with an identity token."
+  default     = false
+}
+
+variable "invoker_members" {
+  type        = list(string)
+  description = "IAM members allowed to invoke the function, e.g. [\"serviceAccount:caller@p.iam.gserviceaccount.com\"]."
+  default     = []
+}
+
+# --- Function settings (environment variables, see README "Configuration") ------
+
+variable "model_refresh_seconds" {
+  type        = number
+  description = "MODEL_REFRESH_SECONDS: how often an instance re-reads LATEST (0: never)."
+  default     = 60
+}
+
+variable "max_body_bytes" {
+  type        = number
+  description = "MAX_BODY_BYTES: larger request bodies get 413."
+  default     = 10485760
+}
+
+variable "max_rows" {
+  type        = number
+  description = "MAX_ROWS: larger batches get 413."
+  default     = 10000
+}
+
+variable "cors_allow_origins" {
+  type        = list(string)
+  description = "CORS_ALLOW_ORIGINS: origins allowed to call the function from a browser ([\"*\"] for any; empty: CORS off)."
+  default     = []
+}
+
+variable "allow_sklearn_version_mismatch" {
+  type        = bool
+  description = "ALLOW_SKLEARN_VERSION_MISMATCH: load models pickled with another scikit-learn version (at your own risk)."
+  default     = false
+}
+
+variable "secret_environment_variables" {
+  type = map(object({
+    secret  = string
+    version = optional(string, "latest")
+  }))
+  description = "Secret Manager secrets exposed as API_KEYS and/or MODEL_SIGNING_KEY, e.g. { API_KEYS = { secret = \"sklearn-api-keys\" } }. The function's service account gets secretAccessor on each."
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name in keys(var.secret_environment_variables) : contains(["API_KEYS", "MODEL_SIGNING_KEY"], name)])
+    error_message = "secret_environment_variables keys must be API_KEYS or MODEL_SIGNING_KEY."
+  }
+}

@@ -1,0 +1,709 @@
+"""Cloud Functions (gen2, python312): function/ is the exact upload, and it serves.
+
+The bundle is built the way `gcloud functions deploy --source=function` builds
+it (honouring function/.gcloudignore), its requirements.txt is installed into a
+fresh Python 3.12 venv, and that venv's functions-framework serves a published
+model from inside the bundle folder, as the Cloud Functions runtime does. A
+missing dependency or an import that escapes function/ fails here.
+"""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import glob
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import hcl2
+import joblib
+import numpy as np
+import pytest
+import requests
+
+from tests.conftest import published_model
+from tests.support import (
+    REPO,
+    SEED_FEATURES,
+    FunctionServer,
+    GCSEmulator,
+    free_port,
+)
+from tests.test_deploy_settings import (
+    function_env_names,
+    settings_env_names,
+    settings_fields,
+    unexposed,
+)
+
+pytestmark = pytest.mark.e2e
+
+FUNCTION = REPO / "function"
+DEPLOY_SCRIPT = REPO / "infra" / "deploy-gcloud.sh"
+PIP_CACHE = REPO / ".cache" / "pip"  # gitignored
+
+
+# --- Python 3.12 (the runtime Cloud Functions runs) ------------------------------
+
+
+def _is_python312(candidate: str) -> bool:
+    try:
+        result = subprocess.run(
+            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except OSError:
+        return False
+    return result.returncode == 0 and result.stdout.strip() == "(3, 12)"
+
+
+def find_python312() -> str:
+    """python3.12 on PATH if it runs (a pyenv shim may not), else pyenv's 3.12."""
+    found = shutil.which("python3.12")
+    candidates = [found] if found else []
+    candidates += sorted(
+        glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")),
+        reverse=True,
+    )
+    for candidate in candidates:
+        if _is_python312(candidate):
+            return candidate
+    raise AssertionError(f"no working python3.12 among {candidates}")
+
+
+# --- .gcloudignore, as gcloud reads it ----------------------------------------------
+
+
+def _glob_regex(pattern: str) -> str:
+    """A gitignore glob as a regex: `**` spans folders; `*`, `?` and [..] do not."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            out.append(pattern[i : end + 1])
+            i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class IgnoreRule:
+    regex: re.Pattern[str]
+    negate: bool
+    dir_only: bool
+
+
+class GcloudIgnore:
+    """The rules of a .gcloudignore (`gcloud topic gcloudignore`: gitignore syntax).
+
+    A pattern with a slash before its end is anchored to the file's folder, one
+    without matches at any depth; a trailing slash matches folders only; `!`
+    re-includes; the last matching rule wins.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.rules: list[IgnoreRule] = []
+        for raw in text.splitlines():
+            line = raw.rstrip()
+            assert not line.startswith("#!"), f"directive not modelled here: {line}"
+            if not line or line.startswith("#"):
+                continue
+            negate = line.startswith("!")
+            line = line.removeprefix("!")
+            dir_only = line.endswith("/")
+            line = line.rstrip("/")
+            anchored = "/" in line
+            body = _glob_regex(line.lstrip("/"))
+            regex = re.compile(("" if anchored else "(?:.*/)?") + body + "$")
+            self.rules.append(IgnoreRule(regex, negate, dir_only))
+
+    def ignores(self, path: str, is_dir: bool) -> bool:
+        ignored = False
+        for rule in self.rules:
+            if rule.dir_only and not is_dir:
+                continue
+            if rule.regex.match(path):
+                ignored = not rule.negate
+        return ignored
+
+
+def walk_included(root: Path, excluded: Callable[..., bool]) -> list[str]:
+    """Relative paths of the files a tool uploads: excluded folders are pruned."""
+    kept: list[str] = []
+    for folder, dirs, files in os.walk(root):
+        rel = Path(folder).relative_to(root)
+        dirs[:] = sorted(
+            d for d in dirs if not excluded((rel / d).as_posix(), is_dir=True)
+        )
+        kept += [
+            (rel / f).as_posix()
+            for f in files
+            if not excluded((rel / f).as_posix(), is_dir=False)
+        ]
+    return sorted(kept)
+
+
+def gcloud_upload(source: Path) -> list[str]:
+    """What `gcloud functions deploy --source=<source>` uploads."""
+    rules = GcloudIgnore((source / ".gcloudignore").read_text())
+    return walk_included(source, rules.ignores)
+
+
+def doublestar_match(pattern: str, path: str) -> bool:
+    """bmatcuk/doublestar PathMatch, as Terraform's archive_file applies excludes."""
+    parts, segments = pattern.split("/"), path.split("/")
+
+    def match(i: int, j: int) -> bool:
+        if i == len(parts):
+            return j == len(segments)
+        if parts[i] == "**":
+            return any(match(i + 1, k) for k in range(j, len(segments) + 1))
+        return (
+            j < len(segments)
+            and fnmatch.fnmatchcase(segments[j], parts[i])
+            and match(i + 1, j + 1)
+        )
+
+    return match(0, 0)
+
+
+def terraform_archive(source: Path) -> list[str]:
+    """What infra/main.tf's archive_file zips from `source` (its `excludes`)."""
+    locals_ = hcl2.load((REPO / "infra" / "main.tf").open())["locals"][0]
+    excludes = [pattern.strip('"') for pattern in locals_["source_excludes"]]
+    return walk_included(
+        source,
+        lambda path, is_dir: any(doublestar_match(p, path) for p in excludes),
+    )
+
+
+def build_bundle(source: Path, target: Path) -> Path:
+    """Copy what gcloud would upload from `source` into `target`."""
+    for rel in gcloud_upload(source):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / rel, target / rel)
+    return target
+
+
+def bundle_imports(bundle: Path) -> set[tuple[str, str]]:
+    """Every (module, name) the bundle's code imports, lazy imports included;
+    name is "" for `import module`."""
+    names: set[tuple[str, str]] = set()
+    for path in bundle.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names.update((alias.name, "") for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.update((node.module, alias.name) for alias in node.names)
+    return names
+
+
+# `from module import name` as Python resolves it: an attribute or a submodule.
+RESOLVE_IMPORTS = """
+import importlib, json, sys
+failed = {}
+for module, name in json.loads(sys.argv[1]):
+    try:
+        found = importlib.import_module(module)
+        if name and not hasattr(found, name):
+            importlib.import_module(f"{module}.{name}")
+    except Exception as exc:
+        failed[f"{module}:{name}"] = repr(exc)
+print(json.dumps({"failed": failed, "version": sys.version_info[:2]}))
+"""
+
+
+def clean_env(venv: Path, extra: Mapping[str, str]) -> dict[str, str]:
+    """Nothing from the dev environment: the venv's PATH and the given settings."""
+    return {
+        "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
+
+
+class BundleServer(FunctionServer):
+    """The bundle venv's functions-framework, started inside the bundle folder the
+    way Cloud Functions starts it: `functions-framework --target=predict` (the
+    source defaults to main.py in the working directory)."""
+
+    def __init__(
+        self, venv: Path, bundle: Path, env: Mapping[str, str], tmp: Path
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = tmp / f"bundle-ff-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [
+                str(venv / "bin" / "functions-framework"),
+                "--target=predict",
+                "--host=127.0.0.1",
+                f"--port={self.port}",
+            ],
+            cwd=bundle,
+            env=clean_env(venv, env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_ready(timeout=120)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """function/ exactly as gcloud uploads it."""
+    return build_bundle(FUNCTION, tmp_path_factory.mktemp("gcf") / "bundle")
+
+
+@pytest.fixture(scope="module")
+def bundle_venv(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh Python 3.12 venv holding only the bundle's requirements.txt."""
+    venv = tmp_path_factory.mktemp("gcf-venv") / "venv"
+    subprocess.run([find_python312(), "-m", "venv", str(venv)], check=True, timeout=300)
+    installed = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "-r",
+            str(bundle / "requirements.txt"),
+        ],
+        env={**clean_env(venv, {}), "PIP_CACHE_DIR": str(PIP_CACHE)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert installed.returncode == 0, installed.stderr[-4000:]
+    return venv
+
+
+def dry_run(*args: str, env: Mapping[str, str] | None = None) -> list[list[str]]:
+    """infra/deploy-gcloud.sh --dry-run ARGS, one argv per printed command."""
+    base = {k: v for k, v in os.environ.items() if k != "PYTHON"}
+    result = subprocess.run(
+        ["bash", str(DEPLOY_SCRIPT), "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **(env or {})},
+    )
+    assert result.returncode == 0, result.stderr
+    return [shlex.split(line) for line in result.stdout.splitlines()]
+
+
+def flag(argv: list[str], name: str) -> str:
+    """The value of --name=VALUE in a gcloud command line."""
+    values = [a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}=")]
+    assert len(values) == 1, f"--{name} appears {len(values)} times in {argv}"
+    return values[0]
+
+
+def gcloud_dict(value: str) -> dict[str, str]:
+    """Parse a gcloud KEY=VALUE list, with its ^DELIM^ alternate-delimiter syntax."""
+    delimiter = ","
+    if match := re.match(r"^\^(.)\^", value):
+        delimiter, value = match.group(1), value[match.end() :]
+    return dict(item.split("=", 1) for item in value.split(delimiter))
+
+
+# --- The upload -------------------------------------------------------------------
+
+
+def test_upload_is_main_py_pinned_requirements_and_the_serving_package(
+    bundle: Path,
+) -> None:
+    files = set(gcloud_upload(FUNCTION))
+    package = {
+        p.relative_to(FUNCTION).as_posix()
+        for p in (FUNCTION / "skserve").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+    assert {"main.py", "requirements.txt"} <= files
+    assert package and package <= files
+    assert files == {"main.py", "requirements.txt"} | package
+    assert sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*.py")) == (
+        sorted(f for f in files if f.endswith(".py"))
+    )
+
+
+def test_requirements_pin_every_dependency_exactly() -> None:
+    for name in ("requirements.txt", "requirements-lambda.txt"):
+        lines = [
+            line.strip()
+            for line in (FUNCTION / name).read_text().splitlines()
+            if line.strip() and not line.lstrip().startswith("#")
+        ]
+        assert lines, name
+        for line in lines:
+            assert re.fullmatch(r"[A-Za-z0-9._-]+(\[[a-z0-9,_-]+\])?==[\w.]+", line), (
+                f"{name}: {line!r} is not pinned with =="
+            )
+
+
+def test_gcloudignore_leaves_tests_caches_stores_and_lambda_files_out(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "function"
+    shutil.copytree(FUNCTION, source, ignore=shutil.ignore_patterns("__pycache__"))
+    junk = [
+        "__pycache__/main.cpython-312.pyc",
+        "skserve/__pycache__/http.cpython-312.pyc",
+        "skserve/stale.pyc",
+        "tests/test_handler.py",
+        "skserve/tests/helpers.py",
+        "test_local.py",
+        "skserve/model_test.py",
+        "conftest.py",
+        ".pytest_cache/v/cache/lastfailed",
+        ".ruff_cache/content",
+        ".hypothesis/examples/x",
+        ".venv/lib/site.py",
+        "venv/bin/activate",
+        ".env",
+        "model-store/default/LATEST",
+        "model.pkl",
+        "skserve/model.joblib",
+        ".git/HEAD",
+        ".gitignore",
+    ]
+    kept = ["skserve/testing_notes.md", "skserve/contest.py", "templates/index.html"]
+    for rel in junk + kept:
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_text("x")
+
+    uploaded = set(gcloud_upload(source))
+
+    assert set(kept) <= uploaded
+    assert not uploaded & set(junk)
+    assert {".gcloudignore", "lambda_main.py", "requirements-lambda.txt"}.isdisjoint(
+        uploaded
+    )
+    assert uploaded == set(gcloud_upload(FUNCTION)) | set(kept)
+
+
+def test_terraform_archive_holds_the_same_files_as_the_gcloud_upload(
+    tmp_path: Path,
+) -> None:
+    source = tmp_path / "function"
+    shutil.copytree(FUNCTION, source)
+    for rel in [
+        "__pycache__/main.cpython-312.pyc",
+        "skserve/__pycache__/x.cpython-312.pyc",
+        "skserve/tests/test_x.py",
+        "tests/conftest.py",
+        "skserve/thing_test.py",
+        "test_main.py",
+        ".venv/bin/python",
+        "model-store/default/LATEST",
+        "skserve/model.pkl",
+        ".pytest_cache/README.md",
+        ".env",
+        "skserve/testing_notes.md",
+    ]:
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_text("x")
+
+    assert terraform_archive(source) == gcloud_upload(source)
+    assert terraform_archive(FUNCTION) == gcloud_upload(FUNCTION)
+
+
+def test_every_import_in_the_upload_resolves_in_a_fresh_python312_venv(
+    bundle: Path, bundle_venv: Path
+) -> None:
+    imports = sorted(bundle_imports(bundle))
+    result = subprocess.run(
+        [
+            str(bundle_venv / "bin" / "python"),
+            "-c",
+            RESOLVE_IMPORTS,
+            json.dumps(imports),
+        ],
+        cwd=bundle,
+        env=clean_env(bundle_venv, {}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+
+    assert {("google.cloud", "storage"), ("boto3", ""), ("flask", "")} <= set(imports)
+    assert ("functions_framework", "") in imports
+    assert report == {"failed": {}, "version": [3, 12]}
+
+
+def test_upload_serves_a_published_model_under_python312_functions_framework(
+    bundle: Path, bundle_venv: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    model = published_model(model_dir)
+    rows = [SEED_FEATURES, [0.0] * 10]
+
+    with BundleServer(
+        bundle_venv, bundle, {"MODEL_URI": str(model_dir)}, tmp_path
+    ) as server:
+        single = server.post({"features": SEED_FEATURES})
+        batch = server.post({"instances": rows, "probabilities": True})
+        metadata = requests.get(server.url + "/metadata", timeout=60)
+        wrong = server.post({"features": [1.0, 2.0]})
+
+    assert single.status_code == 200, server.logs()
+    assert single.json()["prediction"] == model.predict([SEED_FEATURES])[0]
+    assert batch.json()["predictions"] == model.predict(rows).tolist()
+    np.testing.assert_allclose(batch.json()["probabilities"], model.predict_proba(rows))
+    assert metadata.status_code == 200
+    assert metadata.json()["model_version"] == single.headers["X-Model-Version"]
+    assert wrong.status_code == 400
+    assert wrong.json()["error"]["code"] == "wrong_feature_count"
+
+
+# --- gcloud: the deploy script ------------------------------------------------------
+
+
+def test_dry_run_prints_bucket_account_publish_and_deploy_in_order() -> None:
+    commands = dry_run("--project", "acme-ml", "--region", "europe-west1")
+    heads = [" ".join(argv[:4]) for argv in commands]
+
+    assert heads == [
+        "gcloud services enable artifactregistry.googleapis.com",
+        "gcloud storage buckets create",
+        "gcloud storage buckets update",
+        "gcloud iam service-accounts create",
+        "gcloud storage buckets add-iam-policy-binding",
+        "python -m train --store",
+        "gcloud functions deploy sklearn-predict",
+        "gcloud functions describe sklearn-predict",
+    ]
+    enable, create, update, account, binding, train, deploy, describe = commands
+    assert {"cloudfunctions.googleapis.com", "run.googleapis.com"} <= set(enable)
+    assert create[4] == "gs://acme-ml-sklearn-models"
+    assert {"--uniform-bucket-level-access", "--public-access-prevention"} <= set(
+        create
+    )
+    assert flag(create, "location") == "europe-west1"
+    assert "--versioning" in update
+    email = f"{account[4]}@acme-ml.iam.gserviceaccount.com"
+    assert flag(binding, "member") == f"serviceAccount:{email}"
+    assert flag(binding, "role") == "roles/storage.objectViewer"
+    assert train == [
+        "python",
+        "-m",
+        "train",
+        "--store",
+        "gs://acme-ml-sklearn-models/models",
+        "--name",
+        "default",
+    ]
+    assert (
+        'startsWith("projects/_/buckets/acme-ml-sklearn-models/objects/models/default/")'
+        in flag(binding, "condition")
+    )
+    assert flag(deploy, "service-account") == email
+    assert flag(describe, "format") == "value(serviceConfig.uri)"
+
+
+def test_dry_run_deploy_flags_match_the_code_and_the_bundle() -> None:
+    *_, train, deploy, _ = dry_run("--project", "acme-ml", "--concurrency", "8")
+    env = gcloud_dict(flag(deploy, "set-env-vars"))
+    main_py = ast.parse((FUNCTION / "main.py").read_text())
+    entry_points = {
+        node.name
+        for node in main_py.body
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            ast.unparse(d) == "functions_framework.http" for d in node.decorator_list
+        )
+    }
+    source = REPO / flag(deploy, "source")
+
+    assert "--gen2" in deploy and "--trigger-http" in deploy
+    assert flag(deploy, "runtime") == "python312"
+    assert flag(deploy, "entry-point") in entry_points
+    assert source == FUNCTION and (source / ".gcloudignore").is_file()
+    assert flag(deploy, "region") == "us-central1"
+    assert flag(deploy, "concurrency") == env["THREADS"] == "8"
+    assert env["MODEL_URI"] == f"{train[4]}/{train[6]}"
+    assert set(env) - {"THREADS"} <= function_env_names()
+    assert env["GOOGLE_CLOUD_PROJECT"] == "acme-ml"
+    assert "--no-allow-unauthenticated" in deploy
+    assert "--allow-unauthenticated" not in deploy
+
+
+def test_dry_run_public_secrets_and_comma_settings() -> None:
+    *_, deploy, _ = dry_run(
+        "--project",
+        "acme-ml",
+        "--allow-unauthenticated",
+        "--skip-train",
+        "--env",
+        "CORS_ALLOW_ORIGINS=https://a.example,https://b.example",
+        "--env",
+        "MAX_ROWS=500",
+        "--secret",
+        "API_KEYS=sklearn-api-keys",
+        "--secret",
+        "MODEL_SIGNING_KEY=sklearn-signing:3",
+    )
+    commands = dry_run(
+        "--project", "acme-ml", "--skip-train", "--secret", "API_KEYS=keys"
+    )
+    env = gcloud_dict(flag(deploy, "set-env-vars"))
+    secrets = gcloud_dict(flag(deploy, "set-secrets"))
+
+    assert "--allow-unauthenticated" in deploy
+    assert "--no-allow-unauthenticated" not in deploy
+    assert env["CORS_ALLOW_ORIGINS"] == "https://a.example,https://b.example"
+    assert env["MAX_ROWS"] == "500"
+    assert secrets == {
+        "API_KEYS": "sklearn-api-keys:latest",
+        "MODEL_SIGNING_KEY": "sklearn-signing:3",
+    }
+    assert set(secrets) <= settings_env_names()
+    assert not set(secrets) & set(env)
+    assert not any(argv[:3] == ["python", "-m", "train"] for argv in commands)
+    assert ["gcloud", "secrets", "add-iam-policy-binding", "keys"] in [
+        argv[:4] for argv in commands
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((), "--project is required"),
+        (("--project", "p", "--env", "THREADS=9"), "THREADS from --concurrency"),
+        (("--project", "p", "--env", "MODEL_URI=gs://x/y"), "not one of"),
+        (("--project", "p", "--secret", "MAX_ROWS=s"), "not one of"),
+        (("--project", "p", "--concurrency", "0"), "positive integer"),
+        (("--project", "p", "--model", "a/b"), "single path segment"),
+        (("--project", "p", "--bogus"), "unknown argument"),
+    ],
+)
+def test_dry_run_refuses_bad_arguments_and_prints_no_command(
+    args: tuple[str, ...], message: str
+) -> None:
+    result = subprocess.run(
+        ["bash", str(DEPLOY_SCRIPT), "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stdout == ""
+
+
+def test_dry_run_publish_and_deploy_commands_serve_from_gcs(
+    bundle: Path,
+    bundle_venv: Path,
+    gcs_emulator: GCSEmulator,
+    tmp_path: Path,
+) -> None:
+    from google.cloud import storage
+
+    prefix = f"deploy-{uuid.uuid4().hex[:8]}"
+    *_, train, deploy, _ = dry_run(
+        "--project",
+        "acme-ml",
+        "--bucket",
+        "models",
+        "--prefix",
+        prefix,
+        "--model",
+        "demo",
+        env={"PYTHON": sys.executable},
+    )
+    emulator = {"STORAGE_EMULATOR_HOST": gcs_emulator.host}
+    published = subprocess.run(
+        train,
+        cwd=REPO,
+        env={**os.environ, **emulator},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert published.returncode == 0, published.stderr
+    os.environ.update(emulator)
+    bucket = storage.Client().bucket("models")
+    version = bucket.blob(f"{prefix}/demo/LATEST").download_as_bytes().decode().strip()
+    model = joblib.load(
+        io.BytesIO(
+            bucket.blob(
+                f"{prefix}/demo/versions/{version}/model.pkl"
+            ).download_as_bytes()
+        )
+    )
+    settings = gcloud_dict(flag(deploy, "set-env-vars"))
+
+    with BundleServer(
+        bundle_venv, bundle, {**settings, **emulator}, tmp_path
+    ) as server:
+        response = server.post({"instances": [SEED_FEATURES, [0.0] * 10]})
+
+    assert settings["MODEL_URI"] == f"gs://models/{prefix}/demo"
+    assert response.status_code == 200, server.logs()
+    assert response.json()["predictions"] == (
+        model.predict([SEED_FEATURES, [0.0] * 10]).tolist()
+    )
+    assert response.headers["X-Model-Version"] == version
+
+
+def test_readme_dry_run_shows_what_the_script_prints() -> None:
+    deploy = (REPO / "README.md").read_text().split("\n## Deploy\n", 1)[1]
+    match = re.search(
+        r"```sh\n(infra/deploy-gcloud\.sh [^\n]*--dry-run)\n```\n```\n(.*?)```",
+        deploy,
+        re.DOTALL,
+    )
+    assert match, "README's Deploy section lost its dry run"
+    args = shlex.split(match[1])[1:]
+
+    printed = [shlex.join(argv) for argv in dry_run(*args)]
+
+    assert [shlex.join(shlex.split(line)) for line in match[2].splitlines()] == printed
+
+
+def test_script_can_set_every_setting_the_function_reads() -> None:
+    script = DEPLOY_SCRIPT.read_text()
+    lists = {
+        name: set(re.search(rf"^{name}=\(([^)]*)\)", script, re.M)[1].split())
+        for name in ("ENV_SETTINGS", "SECRET_SETTINGS")
+    }
+    *_, deploy, _ = dry_run("--project", "acme-ml")
+    computed = set(gcloud_dict(flag(deploy, "set-env-vars")))
+    exposed = lists["ENV_SETTINGS"] | lists["SECRET_SETTINGS"] | computed
+
+    assert unexposed(settings_fields(), exposed) == []
+    assert exposed - {"THREADS"} <= function_env_names()
+    assert lists["SECRET_SETTINGS"] == {"API_KEYS", "MODEL_SIGNING_KEY"}

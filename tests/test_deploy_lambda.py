@@ -1,0 +1,728 @@
+"""AWS Lambda: the same `predict` behind API Gateway, packaged by the real CLI.
+
+In-process, function/lambda_main.py answers API Gateway HTTP API (payload 2.0)
+and REST API (1.0) events, loading the model from S3 through moto. Then
+`osls package` (the maintained Serverless Framework v3 fork, installed by
+`npm ci`) builds the artifact from serverless.yml; the tests open it, check its
+size against Lambda's limit, and run its handler under Python 3.12 with nothing
+but the artifact and the runtime's boto3 on sys.path.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import importlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+
+from tests.conftest import published_model
+from tests.support import REPO, SEED_FEATURES, free_port, run_train
+from tests.test_deploy_settings import function_env_names, settings_fields, unexposed
+
+pytestmark = pytest.mark.e2e
+
+FUNCTION = REPO / "function"
+OSLS = REPO / "node_modules" / ".bin" / "osls"
+PYTHON312 = REPO / "infra" / "lambda" / "python.sh"  # finds python3.12
+LAMBDA_UNZIPPED_LIMIT = 250 * 1000 * 1000  # bytes; AWS enforces 262,144,000
+BUCKET, PARAM_PATH = "ci-models", "models/default"
+PACKAGE_ARGS = ("package", "--stage", "ci", "--region", "eu-west-1")
+PACKAGE_ARGS += (f"--param=modelBucket={BUCKET}",)
+PUBLISH_ARGS = ("--store", f"s3://{BUCKET}/models", "--name", "default")
+
+
+# --- API Gateway events, as AWS sends them ----------------------------------------
+
+
+def http_api_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    base64_body: bool = False,
+) -> dict[str, Any]:
+    """An HTTP API event, payload format 2.0 (what serverless.yml's httpApi sends)."""
+    text = body if isinstance(body, str) or body is None else json.dumps(body)
+    if text is not None and base64_body:
+        text = base64.b64encode(text.encode()).decode()
+    return {
+        "version": "2.0",
+        "routeKey": f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "host": "abc123.execute-api.eu-west-1.amazonaws.com",
+            "content-type": "application/json",
+            "user-agent": "pytest",
+            "x-forwarded-proto": "https",
+            "x-forwarded-port": "443",
+            **(headers or {}),
+        },
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "pytest",
+            },
+            "requestId": uuid.uuid4().hex,
+            "routeKey": f"{method} {path}",
+            "stage": "$default",
+            "timeEpoch": int(time.time() * 1000),
+        },
+        "body": text,
+        "isBase64Encoded": base64_body,
+    }
+
+
+def rest_api_event(
+    method: str, path: str, body: Any = None, *, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A REST API (v1) proxy event: no "version" key, multi-value headers."""
+    text = body if isinstance(body, str) or body is None else json.dumps(body)
+    all_headers = {
+        "Host": "abc123.execute-api.eu-west-1.amazonaws.com",
+        "Content-Type": "application/json",
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Port": "443",
+        **(headers or {}),
+    }
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": all_headers,
+        "multiValueHeaders": {k: [v] for k, v in all_headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "httpMethod": method,
+            "path": f"/prod{path}",
+            "requestId": uuid.uuid4().hex,
+            "resourcePath": path,
+            "stage": "prod",
+            "identity": {"sourceIp": "203.0.113.7"},
+        },
+        "body": text,
+        "isBase64Encoded": False,
+    }
+
+
+EVENTS = {"http-api-v2": http_api_event, "rest-api-v1": rest_api_event}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+
+def answer(response: dict[str, Any]) -> Answer:
+    """A Lambda proxy response, v1 or v2, with lower-case headers and JSON body."""
+    headers = {k.lower(): v for k, v in (response.get("headers") or {}).items()}
+    for key, values in (response.get("multiValueHeaders") or {}).items():
+        headers[key.lower()] = ", ".join(values)
+    body = response["body"]
+    if response.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode()
+    return Answer(response["statusCode"], headers, json.loads(body) if body else None)
+
+
+# --- In process: the handler over moto's S3 -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def handler() -> Iterator[Any]:
+    """lambda_main.handler, imported once as Lambda's cold start does."""
+    saved_main = sys.modules.get("main")
+    module: ModuleType = importlib.import_module("lambda_main")
+    assert sys.modules["main"]._service is None  # import touched no setting
+    yield module.handler
+    sys.modules.pop("lambda_main", None)
+    sys.modules.pop("main", None)  # create_app's copy of main.py
+    if saved_main is not None:
+        sys.modules["main"] = saved_main
+
+
+@pytest.fixture
+def s3_model(aws_credentials: None, seed_store: Path) -> Iterator[Path]:
+    """The seed's published model copied to moto's S3; MODEL_URI points at it."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="models")
+        for path in (seed_store / "seed").rglob("*"):
+            if path.is_file():
+                key = path.relative_to(seed_store).as_posix()
+                s3.put_object(
+                    Bucket="models", Key=f"team/{key}", Body=path.read_bytes()
+                )
+        os.environ["MODEL_URI"] = "s3://models/team/seed"
+        yield seed_store / "seed"
+
+
+def test_http_api_predict_loads_the_model_from_s3(handler: Any, s3_model: Path) -> None:
+    model = published_model(s3_model)
+    latest = (s3_model / "LATEST").read_text().strip()
+
+    result = answer(
+        handler(http_api_event("POST", "/predict", {"features": SEED_FEATURES}), None)
+    )
+
+    assert result.status == 200
+    assert result.body == {
+        "prediction": model.predict([SEED_FEATURES])[0],
+        "model_version": latest,
+    }
+    assert result.headers["content-type"] == "application/json"
+    assert result.headers["x-model-version"] == latest
+    assert result.headers["x-request-id"]
+
+
+def test_http_api_base64_batch_with_probabilities(handler: Any, s3_model: Path) -> None:
+    model = published_model(s3_model)
+    rows = [SEED_FEATURES, [0.0] * 10]
+    event = http_api_event(
+        "POST", "/predict", {"instances": rows, "probabilities": True}, base64_body=True
+    )
+
+    result = answer(handler(event, None))
+
+    assert result.status == 200
+    assert result.body["predictions"] == model.predict(rows).tolist()
+    assert result.body["classes"] == model.classes_.tolist()
+    np.testing.assert_allclose(result.body["probabilities"], model.predict_proba(rows))
+
+
+def test_rest_api_predict_and_metadata(handler: Any, s3_model: Path) -> None:
+    model = published_model(s3_model)
+    latest = (s3_model / "LATEST").read_text().strip()
+
+    predicted = answer(
+        handler(
+            rest_api_event("POST", "/predict", {"instances": [SEED_FEATURES]}), None
+        )
+    )
+    metadata = answer(handler(rest_api_event("GET", "/metadata"), None))
+
+    assert predicted.status == 200
+    assert predicted.body["predictions"] == model.predict([SEED_FEATURES]).tolist()
+    assert predicted.headers["x-model-version"] == latest
+    assert metadata.status == 200
+    assert metadata.body["model_version"] == latest
+    assert metadata.body["n_features"] == 10
+
+
+def test_warm_invocations_reuse_the_model_loaded_by_the_first(
+    handler: Any, s3_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(3):
+        result = answer(
+            handler(http_api_event("POST", "/", {"features": SEED_FEATURES}), None)
+        )
+        assert result.status == 200
+
+    assert capsys.readouterr().out.count('"message":"loaded model version') == 1
+
+
+@pytest.mark.parametrize("kind", sorted(EVENTS))
+@pytest.mark.parametrize(
+    ("method", "path", "body", "content_type", "status", "code"),
+    [
+        ("POST", "/predict", "{not json", "application/json", 400, "invalid_json"),
+        (
+            "POST",
+            "/predict",
+            {"features": [1.0, 2.0]},
+            None,
+            400,
+            "wrong_feature_count",
+        ),
+        ("POST", "/predict", {"rows": []}, None, 400, None),
+        ("POST", "/predict", "a,b", "text/csv", 415, "unsupported_media_type"),
+        ("GET", "/predict", None, None, 405, "method_not_allowed"),
+        ("POST", "/nowhere", {"features": SEED_FEATURES}, None, 404, "not_found"),
+    ],
+)
+def test_errors_are_json_over_both_event_formats(
+    handler: Any,
+    s3_model: Path,
+    kind: str,
+    method: str,
+    path: str,
+    body: Any,
+    content_type: str | None,
+    status: int,
+    code: str | None,
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+
+    result = answer(handler(EVENTS[kind](method, path, body, headers=headers), None))
+
+    assert result.status == status
+    assert result.headers["content-type"] == "application/json"
+    assert set(result.body) == {"error"}
+    assert set(result.body["error"]) == {"code", "message"}
+    if code:
+        assert result.body["error"]["code"] == code
+    if status == 405:
+        assert "POST" in result.headers["allow"]
+    assert result.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("kind", sorted(EVENTS))
+def test_health_answers_without_the_store_and_predict_gets_503_then(
+    handler: Any, aws_credentials: None, kind: str
+) -> None:
+    os.environ.update(
+        MODEL_URI="s3://unreachable-bucket/models/seed",
+        AWS_ENDPOINT_URL_S3=f"http://127.0.0.1:{free_port()}",  # nothing listens
+    )
+
+    health = answer(handler(EVENTS[kind]("GET", "/health"), None))
+    down = answer(
+        handler(EVENTS[kind]("POST", "/predict", {"features": SEED_FEATURES}), None)
+    )
+
+    assert health.status == 200
+    assert health.body == {"status": "ok"}
+    assert health.headers["x-model-version"] == "none"
+    assert down.status == 503
+    assert down.body["error"]["code"] == "store_unavailable"
+    assert int(down.headers["retry-after"]) >= 1
+
+
+def test_cold_start_import_reads_no_setting_store_or_model(tmp_path: Path) -> None:
+    script = (
+        "import json, sys\n"
+        "import lambda_main\n"
+        "service = sys.modules['main']._service\n"
+        "event = json.loads(sys.argv[1])\n"
+        "response = lambda_main.handler(event, None)\n"
+        "print(json.dumps({'service': repr(service), 'response': response}))\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(FUNCTION),
+        "MODEL_URI": "s3://unreachable-bucket/models/seed",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}",
+        "MAX_ROWS": "many",  # invalid: must not break the import
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script, json.dumps(http_api_event("GET", "/health"))],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.splitlines()[-1])
+    response = answer(report["response"])
+
+    assert report["service"] == "None"
+    assert response.status == 500
+    assert response.body["error"]["code"] == "configuration_error"
+
+
+def test_lambda_module_imports_only_its_dependencies_and_function_folder() -> None:
+    tree = ast.parse((FUNCTION / "lambda_main.py").read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module
+    }
+
+    assert imported <= {"__future__", "pathlib", "functions_framework", "apig_wsgi"}
+    assert "make_lambda_handler" in (FUNCTION / "lambda_main.py").read_text()
+
+
+def _pins(name: str) -> dict[str, str]:
+    pins = {}
+    for line in (FUNCTION / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            package, version = line.split("==")
+            pins[package.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_lambda_requirements_are_the_function_pins_minus_gcs_and_boto3() -> None:
+    lambda_pins, function_pins = (
+        _pins("requirements-lambda.txt"),
+        _pins("requirements.txt"),
+    )
+    dev_pins = {
+        line.split("==")[0].lower(): line.split("==")[1].strip()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+
+    assert set(function_pins) - set(lambda_pins) == {"google-cloud-storage", "boto3"}
+    assert set(lambda_pins) - set(function_pins) == {"apig-wsgi"}
+    for package, version in lambda_pins.items():
+        assert version == function_pins.get(package, dev_pins.get(package)), package
+
+
+# --- The real CLI: `osls package` ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class LambdaPackage:
+    artifact: Path
+    template: dict[str, Any]
+    log: str
+
+
+@pytest.fixture(scope="module")
+def lambda_package(tmp_path_factory: pytest.TempPathFactory) -> LambdaPackage:
+    """`osls package` on a copy of the service (its .serverless/ stays out of the
+    work tree); the pip download cache is the repo's gitignored .cache/."""
+    work = tmp_path_factory.mktemp("serverless")
+    service = work / "service"
+    service.mkdir()
+    for name in ("serverless.yml", "package.json"):
+        shutil.copy2(REPO / name, service / name)
+    shutil.copytree(
+        FUNCTION, service / "function", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(REPO / "infra" / "lambda", service / "infra" / "lambda")
+    (service / "node_modules").symlink_to(REPO / "node_modules")
+    (REPO / ".cache").mkdir(exist_ok=True)
+    (service / ".cache").symlink_to(REPO / ".cache")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", str(work)),
+        "LANG": "C.UTF-8",
+        # No AWS call is made; fake credentials make sure none could succeed.
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_CONFIG_FILE": os.devnull,
+        # osls has no telemetry or dashboard; these silence serverless@3 too.
+        "SLS_TELEMETRY_DISABLED": "1",
+        "SLS_NOTIFICATIONS_MODE": "off",
+        "SLS_SCHEMA_CACHE_BASE_DIR": str(work),
+    }
+    # How this machine reaches python3.12 and PyPI.
+    env.update({k: v for k, v in os.environ.items() if k.startswith(("PIP_", "PYENV"))})
+    result = subprocess.run(
+        [str(OSLS), *PACKAGE_ARGS],
+        cwd=service,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    template = json.loads(
+        (
+            service / ".serverless" / "cloudformation-template-update-stack.json"
+        ).read_text()
+    )
+    key = template["Resources"]["PredictLambdaFunction"]["Properties"]["Code"]["S3Key"]
+    return LambdaPackage(service / ".serverless" / Path(key).name, template, log)
+
+
+@pytest.fixture(scope="module")
+def task_root(
+    lambda_package: LambdaPackage, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The artifact unzipped, as Lambda lays it out in /var/task."""
+    task = tmp_path_factory.mktemp("lambda") / "task"
+    with zipfile.ZipFile(lambda_package.artifact) as archive:
+        archive.extractall(task)
+    return task
+
+
+@pytest.fixture(scope="module")
+def artifact_names(lambda_package: LambdaPackage) -> set[str]:
+    with zipfile.ZipFile(lambda_package.artifact) as archive:
+        return set(archive.namelist())
+
+
+def test_package_holds_the_handler_and_the_serving_package_at_the_root(
+    lambda_package: LambdaPackage, artifact_names: set[str]
+) -> None:
+    serving = {
+        p.relative_to(FUNCTION).as_posix()
+        for p in (FUNCTION / "skserve").rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
+
+    assert {"lambda_main.py", "main.py"} <= artifact_names
+    assert serving <= artifact_names
+    assert not {n for n in artifact_names if n.startswith("function/")}
+    assert not {".gcloudignore", "requirements-lambda.txt"} & artifact_names
+    assert "✔ Service packaged" in lambda_package.log
+
+
+def test_package_includes_the_pinned_python_dependencies(
+    artifact_names: set[str],
+) -> None:
+    dist_infos = {n.split("/")[0] for n in artifact_names if ".dist-info/" in n}
+    versions = {
+        re.sub(
+            r"[-_.]+", "-", d.removesuffix(".dist-info").rsplit("-", 1)[0]
+        ).lower(): (d.removesuffix(".dist-info").rsplit("-", 1)[1])
+        for d in dist_infos
+    }
+
+    for package, version in _pins("requirements-lambda.txt").items():
+        assert versions.get(package) == version, package
+    assert "boto3" not in versions and "botocore" not in versions  # the runtime's
+    assert not [n for n in artifact_names if n.startswith("google/cloud/storage/")]
+    assert not [n for n in artifact_names if "/tests/" in n]
+
+
+def test_package_unzipped_fits_lambdas_250_mb_limit(
+    lambda_package: LambdaPackage,
+) -> None:
+    with zipfile.ZipFile(lambda_package.artifact) as archive:
+        unzipped = sum(info.file_size for info in archive.infolist())
+
+    print(
+        f"\nLambda artifact: {unzipped / 1e6:.1f} MB unzipped "
+        f"({lambda_package.artifact.stat().st_size / 1e6:.1f} MB zipped)"
+    )
+    assert 100e6 < unzipped < LAMBDA_UNZIPPED_LIMIT
+
+
+def test_package_holds_wheels_for_lambdas_python312_on_x86_64(
+    lambda_package: LambdaPackage,
+) -> None:
+    tags: dict[str, list[str]] = {}
+    with zipfile.ZipFile(lambda_package.artifact) as archive:
+        for name in archive.namelist():
+            if name.endswith(".dist-info/WHEEL"):
+                text = archive.read(name).decode()
+                tags[name] = re.findall(r"^Tag: (\S+)$", text, re.MULTILINE)
+
+    assert len(tags) > 10
+    for name, wheel_tags in tags.items():
+        assert any(_lambda_compatible(tag) for tag in wheel_tags), (name, wheel_tags)
+
+
+def _lambda_compatible(tag: str) -> bool:
+    """CPython 3.12 on x86_64 with glibc <= 2.34 (Amazon Linux 2023) can load it."""
+    python, abi, platform = tag.split("-")
+    if python not in {"cp312", "py3", "py2.py3"} and not python.startswith("cp3"):
+        return False
+    if abi not in {"cp312", "none", "abi3"}:
+        return False
+    if platform == "any":
+        return True
+    legacy = {"manylinux1_x86_64": (2, 5), "manylinux2010_x86_64": (2, 12)}
+    legacy["manylinux2014_x86_64"] = (2, 17)
+    if platform in legacy:
+        return True
+    match = re.fullmatch(r"manylinux_(\d+)_(\d+)_x86_64", platform)
+    return bool(match) and (int(match[1]), int(match[2])) <= (2, 34)
+
+
+# Run by Python 3.12 itself: the source hash is keyed by the interpreter's magic.
+CHECK_PYC = """
+import importlib.util, json, pathlib, sys
+stale, checked = [], 0
+for pyc in pathlib.Path(sys.argv[1]).rglob("__pycache__/*.cpython-312.pyc"):
+    source = pyc.parent.parent / (pyc.name.split(".")[0] + ".py")
+    if not source.exists():
+        continue
+    header = pyc.read_bytes()[:16]
+    flags = int.from_bytes(header[4:8], "little")
+    valid = header[8:16] == importlib.util.source_hash(source.read_bytes())
+    if header[:4] != importlib.util.MAGIC_NUMBER or flags != 0b11 or not valid:
+        stale.append(str(pyc.relative_to(sys.argv[1])))
+    checked += 1
+print(json.dumps({"checked": checked, "stale": stale[:20]}))
+"""
+
+
+def test_package_bytecode_stays_valid_after_lambda_unzips_it(
+    task_root: Path,
+) -> None:
+    """serverless zips every file with a fixed timestamp, so only hash-checked .pyc
+    stay valid; stale ones would be recompiled on every cold start."""
+    result = subprocess.run(
+        [str(PYTHON312), "-S", "-c", CHECK_PYC, str(task_root)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+
+    assert report["stale"] == []
+    assert report["checked"] > 1000
+
+
+def test_cloudformation_wires_handler_routes_settings_and_s3_read(
+    lambda_package: LambdaPackage,
+) -> None:
+    resources = lambda_package.template["Resources"]
+    function = resources["PredictLambdaFunction"]["Properties"]
+    env = function["Environment"]["Variables"]
+    routes = {
+        r["Properties"]["RouteKey"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    statements = [
+        statement
+        for policy in resources["IamRoleLambdaExecution"]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    s3 = [s for s in statements if any(a.startswith("s3:") for a in s["Action"])]
+
+    assert function["Handler"] == "lambda_main.handler"
+    assert function["Runtime"] == "python3.12"
+    assert function["Timeout"] <= 30  # HTTP API integrations time out at 30 s
+    assert env["MODEL_URI"] == f"s3://{BUCKET}/{PARAM_PATH}"
+    assert set(env) <= function_env_names()
+    # Every setting but the Google Cloud project (trace ids for Cloud Logging).
+    assert unexposed(settings_fields(), set(env)) == ["project"]
+    assert {"ANY /predict", "ANY /health", "ANY /metadata"} <= routes
+    assert s3 == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": f"arn:aws:s3:::{BUCKET}/{PARAM_PATH}/*",
+        },
+        {
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket"],
+            "Resource": f"arn:aws:s3:::{BUCKET}",
+            "Condition": {"StringLike": {"s3:prefix": [f"{PARAM_PATH}/*"]}},
+        },
+    ]
+
+
+# The Lambda runtime, reduced to its import path: the task root (the artifact),
+# then the runtime's own boto3. Nothing from this repo or its venv.
+INVOKE = """
+import json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import lambda_main
+events = json.loads(sys.stdin.read())
+print(json.dumps([lambda_main.handler(event, None) for event in events]))
+"""
+
+
+def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
+    lambda_package: LambdaPackage, task_root: Path, s3_env: dict, tmp_path: Path
+) -> None:
+    import boto3
+
+    config = lambda_package.template["Resources"]["PredictLambdaFunction"]
+    settings = config["Properties"]["Environment"]["Variables"]
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    published = run_train(*PUBLISH_ARGS, env=s3_env)
+    assert published.returncode == 0, published.stderr
+    latest = s3.get_object(Bucket=BUCKET, Key="models/default/LATEST")
+    version = latest["Body"].read().decode().strip()
+    pickled = s3.get_object(
+        Bucket=BUCKET, Key=f"models/default/versions/{version}/model.pkl"
+    )
+    model = joblib.load(io.BytesIO(pickled["Body"].read()))
+    runtime = tmp_path / "runtime"
+    boto3_pin = f"boto3=={_pins('requirements.txt')['boto3']}"
+    installed = subprocess.run(
+        [
+            *(str(PYTHON312), "-m", "pip", "install", "--quiet"),
+            *("--disable-pip-version-check", "--target", str(runtime), boto3_pin),
+        ],
+        env={**os.environ, "PIP_CACHE_DIR": str(REPO / ".cache" / "pip")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    events = [
+        http_api_event("GET", "/health"),
+        http_api_event("POST", "/predict", {"features": SEED_FEATURES}),
+        rest_api_event("POST", "/predict", {"instances": [SEED_FEATURES, [0.0] * 10]}),
+        http_api_event("GET", "/metadata"),
+    ]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "LANG": "C.UTF-8",
+        **settings,  # the function's environment, as CloudFormation will set it
+        **{k: v for k, v in s3_env.items() if k.startswith("AWS_")},
+        **{k: v for k, v in os.environ.items() if k.startswith("PYENV")},
+    }
+    result = subprocess.run(
+        [str(PYTHON312), "-S", "-c", INVOKE, str(task_root), str(runtime)],
+        cwd=task_root,  # Lambda's working directory is the task root
+        input=json.dumps(events),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    health, single, batch, metadata = map(
+        answer, json.loads(result.stdout.splitlines()[-1])
+    )
+
+    assert f"MODEL_URI={settings['MODEL_URI']}" in published.stdout
+    assert health.status == 200
+    assert single.status == 200
+    assert single.body == {
+        "prediction": model.predict([SEED_FEATURES])[0],
+        "model_version": version,
+    }
+    assert batch.body["predictions"] == (
+        model.predict([SEED_FEATURES, [0.0] * 10]).tolist()
+    )
+    assert metadata.body["model_version"] == version
+
+
+def test_readme_shows_the_commands_these_tests_run() -> None:
+    deploy = (REPO / "README.md").read_text().split("\n## Deploy\n", 1)[1]
+    blocks = re.findall(r"```sh\n(.*?)```", deploy, re.DOTALL)
+    shown = {line for block in blocks for line in block.splitlines()}
+
+    assert "make node_modules/.installed" in shown
+    assert shlex.join(["node_modules/.bin/osls", *PACKAGE_ARGS]) in shown
+    assert shlex.join(["python", "-m", "train", *PUBLISH_ARGS]) in shown
+    assert "npm ci" in (REPO / "Makefile").read_text()

@@ -1,0 +1,339 @@
+"""infra/*.tf: parsed with python-hcl2 and checked against the code it deploys.
+
+Terraform cannot run here, so these tests hold the configuration to what the
+code and the other deploy paths say: the entry point main.py defines, the
+runtime, the setting names settings.py reads, the function/ source folder, the
+gcloud script's defaults, and the access rules the README promises.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import shlex
+import subprocess
+from typing import Any
+
+import hcl2
+import pytest
+
+from tests.support import REPO
+from tests.test_deploy_settings import function_env_names, settings_fields, unexposed
+
+INFRA = REPO / "infra"
+FUNCTION = REPO / "function"
+LAYOUT = ("versions.tf", "variables.tf", "main.tf", "outputs.tf")
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def _clean(node: Any) -> Any:
+    """python-hcl2's tree without its markers: labels and strings unquoted."""
+    if isinstance(node, dict):
+        return {
+            _unquote(key): _clean(value)
+            for key, value in node.items()
+            if key not in ("__is_block__", "__comments__")
+        }
+    if isinstance(node, list):
+        return [_clean(value) for value in node]
+    if isinstance(node, str):
+        return _unquote(node)
+    return node
+
+
+def load(name: str) -> dict[str, Any]:
+    with (INFRA / name).open() as handle:
+        return _clean(hcl2.load(handle))
+
+
+def labelled(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """[{label: body}, ...] -> {label: body}."""
+    return {label: body for block in blocks for label, body in block.items()}
+
+
+def resources(doc: dict[str, Any], kind: str = "resource") -> dict[str, Any]:
+    """{"type.name": body} for every resource (or data source) in `doc`."""
+    return {
+        f"{rtype}.{name}": body
+        for block in doc.get(kind, [])
+        for rtype, named in block.items()
+        for name, body in named.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def main_tf() -> dict[str, Any]:
+    return load("main.tf")
+
+
+@pytest.fixture(scope="module")
+def variables() -> dict[str, Any]:
+    return labelled(load("variables.tf")["variable"])
+
+
+@pytest.fixture(scope="module")
+def function(main_tf: dict[str, Any]) -> dict[str, Any]:
+    return resources(main_tf)["google_cloudfunctions2_function.predict"]
+
+
+@pytest.fixture(scope="module")
+def local(main_tf: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for block in main_tf["locals"] for k, v in block.items()}
+
+
+def secret_names(variables: dict[str, Any]) -> set[str]:
+    """The settings secret_environment_variables' validation accepts."""
+    condition = variables["secret_environment_variables"]["validation"][0]["condition"]
+    listed = re.search(r"contains\(\[([^\]]*)\]", condition)
+    assert listed, condition
+    return set(re.findall(r'"([A-Z_]+)"', listed.group(1)))
+
+
+def test_layout_follows_terraform_google_modules() -> None:
+    docs = {name: load(name) for name in LAYOUT}
+
+    assert sorted(p.name for p in INFRA.glob("*.tf")) == sorted(LAYOUT)
+    assert set(docs["versions.tf"]) == {"terraform"}
+    assert set(docs["variables.tf"]) == {"variable"}
+    assert set(docs["outputs.tf"]) == {"output"}
+    assert {"resource", "locals", "data"} <= set(docs["main.tf"])
+    assert not {"variable", "output", "terraform"} & set(docs["main.tf"])
+
+
+def test_providers_and_terraform_are_pinned_to_bounded_ranges() -> None:
+    terraform = load("versions.tf")["terraform"][0]
+    providers = terraform["required_providers"][0]
+
+    assert set(providers) == {"google", "archive"}
+    for name, spec in providers.items():
+        assert spec["source"] == f"hashicorp/{name}"
+        assert re.fullmatch(r">= [\d.]+, < [\d.]+", spec["version"]), spec
+    assert re.fullmatch(r">= [\d.]+, < [\d.]+", terraform["required_version"])
+
+
+def test_every_variable_has_a_type_and_a_description_and_is_used(
+    variables: dict[str, Any],
+) -> None:
+    used = "\n".join((INFRA / name).read_text() for name in ("main.tf", "outputs.tf"))
+    referenced = set(re.findall(r"\bvar\.([a-z0-9_]+)", used))
+
+    for name, spec in variables.items():
+        assert spec.get("type"), f"variable {name} has no type"
+        assert len(spec.get("description", "")) > 10, f"{name} has no description"
+    assert referenced == set(variables)
+
+
+def test_function_has_the_entry_point_and_runtime_the_code_has(
+    function: dict[str, Any],
+) -> None:
+    build = function["build_config"][0]
+    main_py = ast.parse((FUNCTION / "main.py").read_text())
+    entry_points = {
+        node.name
+        for node in main_py.body
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            ast.unparse(d) == "functions_framework.http" for d in node.decorator_list
+        )
+    }
+
+    assert build["entry_point"] == "predict"
+    assert build["entry_point"] in entry_points
+    assert build["runtime"] == "python312"
+
+
+def test_source_is_function_folder_zipped_and_named_by_its_hash(
+    main_tf: dict[str, Any], function: dict[str, Any], local: dict[str, Any]
+) -> None:
+    archive = resources(main_tf, "data")["archive_file.source"]
+    obj = resources(main_tf)["google_storage_bucket_object.source"]
+    storage = function["build_config"][0]["source"][0]["storage_source"][0]
+
+    assert local["source_dir"] == "${path.module}/../function"
+    assert (INFRA / "../function").resolve() == FUNCTION
+    assert (FUNCTION / "main.py").is_file()
+    assert archive["source_dir"] == "${local.source_dir}"
+    assert archive["excludes"] == "${local.source_excludes}"
+    assert "${data.archive_file.source.output_sha256}" in obj["name"]
+    assert obj["source"] == "${data.archive_file.source.output_path}"
+    assert storage["object"] == "${google_storage_bucket_object.source.name}"
+    assert storage["bucket"] == "${google_storage_bucket.source.name}"
+
+
+def test_environment_is_every_setting_the_function_reads(
+    function: dict[str, Any], local: dict[str, Any], variables: dict[str, Any]
+) -> None:
+    service = function["service_config"][0]
+    plain = set(local["environment"])
+    secret = secret_names(variables)
+
+    assert "local.environment" in service["environment_variables"]
+    assert plain - {"THREADS"} <= function_env_names(), "names nothing reads"
+    assert secret <= function_env_names()
+    assert unexposed(settings_fields(), plain | secret) == []
+    assert not plain & secret
+    assert local["environment"]["MODEL_URI"] == "${local.model_uri}"
+    assert local["environment"]["GOOGLE_CLOUD_PROJECT"] == "${var.project_id}"
+
+
+def test_threads_match_the_per_instance_concurrency(
+    function: dict[str, Any], local: dict[str, Any], variables: dict[str, Any]
+) -> None:
+    service = function["service_config"][0]
+
+    assert service["max_instance_request_concurrency"] == "${var.concurrency}"
+    assert local["environment"]["THREADS"] == "${tostring(var.concurrency)}"
+    assert variables["concurrency"]["default"] >= 1
+    assert service["available_cpu"] == "${var.cpu}"
+    assert variables["cpu"]["default"] == "1"  # concurrency > 1 needs a full vCPU
+    for name in ("memory", "timeout_seconds", "max_instances", "min_instances"):
+        assert f"${{var.{name}}}" in service.values()
+
+
+def test_secrets_come_from_secret_manager_for_the_sensitive_settings(
+    main_tf: dict[str, Any], function: dict[str, Any], variables: dict[str, Any]
+) -> None:
+    service = function["service_config"][0]
+    dynamic = labelled(service["dynamic"])["secret_environment_variables"]
+    accessor = resources(main_tf)["google_secret_manager_secret_iam_member.function"]
+
+    assert secret_names(variables) == {"API_KEYS", "MODEL_SIGNING_KEY"}
+    assert variables["secret_environment_variables"]["default"] == {}
+    assert dynamic["for_each"] == "${var.secret_environment_variables}"
+    assert dynamic["content"][0]["key"] == "${secret_environment_variables.key}"
+    assert accessor["for_each"] == "${var.secret_environment_variables}"
+    assert accessor["role"] == "roles/secretmanager.secretAccessor"
+    assert accessor["member"] == "${local.function_member}"
+
+
+def test_model_bucket_is_uniform_versioned_and_never_public(
+    main_tf: dict[str, Any],
+) -> None:
+    for name in ("models", "source"):
+        bucket = resources(main_tf)[f"google_storage_bucket.{name}"]
+        assert bucket["uniform_bucket_level_access"] is True
+        assert bucket["public_access_prevention"] == "enforced"
+    models = resources(main_tf)["google_storage_bucket.models"]
+    assert models["versioning"][0]["enabled"] is True
+    assert models["force_destroy"] == "${var.force_destroy}"
+
+
+def test_function_runs_as_its_own_account_reading_only_the_model_prefix(
+    main_tf: dict[str, Any], function: dict[str, Any], local: dict[str, Any]
+) -> None:
+    everything = resources(main_tf)
+    binding = everything["google_storage_bucket_iam_member.model_reader"]
+    grants_to_function = [
+        key
+        for key, body in everything.items()
+        if body.get("member") == "${local.function_member}"
+    ]
+
+    assert (
+        function["service_config"][0]["service_account_email"]
+        == "${google_service_account.function.email}"
+    )
+    assert local["function_member"] == (
+        "serviceAccount:${google_service_account.function.email}"
+    )
+    assert binding["role"] == "roles/storage.objectViewer"
+    assert binding["bucket"] == "${google_storage_bucket.models.name}"
+    assert (
+        'resource.name.startsWith(\\"projects/_/buckets/${local.model_bucket}'
+        '/objects/${local.model_root}/\\")' in binding["condition"][0]["expression"]
+    )
+    assert local["model_root"] == "${var.model_prefix}/${var.model_name}"
+    assert "gs://${local.model_bucket}/${local.model_root}" in local["model_uri"]
+    assert sorted(grants_to_function) == [
+        "google_secret_manager_secret_iam_member.function",
+        "google_storage_bucket_iam_member.model_reader",
+    ]
+
+
+def test_invoker_is_public_only_when_a_variable_says_so(
+    main_tf: dict[str, Any], variables: dict[str, Any]
+) -> None:
+    everything = resources(main_tf)
+    public = [
+        key for key, body in everything.items() if body.get("member") == "allUsers"
+    ]
+    invokers = everything["google_cloud_run_service_iam_member.invokers"]
+
+    assert public == ["google_cloud_run_service_iam_member.public"]
+    assert everything[public[0]]["count"] == "${var.allow_unauthenticated ? 1 : 0}"
+    assert everything[public[0]]["role"] == "roles/run.invoker"
+    assert variables["allow_unauthenticated"]["default"] is False
+    assert invokers["for_each"] == "${toset(var.invoker_members)}"
+    assert variables["invoker_members"]["default"] == []
+
+
+def test_outputs_give_the_function_url_and_the_publish_command() -> None:
+    outputs = labelled(load("outputs.tf")["output"])
+    publish = outputs["publish_command"]["value"]
+
+    assert outputs["function_uri"]["value"] == (
+        "${google_cloudfunctions2_function.predict.service_config[0].uri}"
+    )
+    for output in outputs.values():
+        assert output["description"]
+    assert publish.startswith("python -m train --store gs://")
+    assert "--name ${var.model_name}" in publish
+    assert "${var.model_prefix}" in publish
+
+
+def test_tfvars_example_sets_declared_variables(variables: dict[str, Any]) -> None:
+    text = (INFRA / "terraform.tfvars.example").read_text()
+    example = _clean(hcl2.loads(text))
+    commented = re.findall(r"^# ([a-z_]+)\s+=", text, re.MULTILINE)
+
+    required = {name for name, spec in variables.items() if "default" not in spec}
+    assert required == {"project_id"}
+    assert required <= set(example) <= set(variables)
+    assert set(commented) <= set(variables)
+
+
+def test_gcloud_script_defaults_match_the_terraform_defaults(
+    variables: dict[str, Any], local: dict[str, Any]
+) -> None:
+    result = subprocess.run(
+        ["bash", str(INFRA / "deploy-gcloud.sh"), "--dry-run", "--project", "p"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    commands = [shlex.split(line) for line in result.stdout.splitlines()]
+    deploy = next(
+        argv for argv in commands if argv[:3] == ["gcloud", "functions", "deploy"]
+    )
+    account = next(
+        argv for argv in commands if argv[:3] == ["gcloud", "iam", "service-accounts"]
+    )
+    flags = dict(a[2:].split("=", 1) for a in deploy if a.startswith("--") and "=" in a)
+
+    assert deploy[3] == variables["function_name"]["default"]
+    assert account[4] == variables["service_account_id"]["default"]
+    assert flags["region"] == variables["region"]["default"]
+    assert flags["memory"] == variables["memory"]["default"]
+    assert flags["cpu"] == variables["cpu"]["default"]
+    assert flags["timeout"] == f"{variables['timeout_seconds']['default']}s"
+    assert flags["max-instances"] == str(variables["max_instances"]["default"])
+    assert flags["concurrency"] == str(variables["concurrency"]["default"])
+    assert flags["runtime"] == "python312"
+    assert flags["entry-point"] == "predict"
+    assert "p-sklearn-models" in flags["set-env-vars"]
+    assert local["model_bucket"] == (
+        '${coalesce(var.model_bucket_name, "${var.project_id}-sklearn-models")}'
+    )
+
+
+def test_infra_leaves_no_generated_state_in_the_repo() -> None:
+    ignored = (REPO / ".gitignore").read_text().splitlines()
+
+    assert {"infra/.build/", "infra/.terraform/", "infra/*.tfstate"} <= set(ignored)
+    assert not list(INFRA.glob("*.tfstate"))
+    for script in ("deploy-gcloud.sh", "lambda/python.sh"):
+        assert (INFRA / script).stat().st_mode & 0o111, f"{script} is not executable"
