@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from dataclasses import dataclass
@@ -13,9 +14,14 @@ from skserve.errors import BadRequest, IncompatibleModel
 from skserve.logs import log
 from skserve.manifest import Manifest
 
-# Fitted on a DataFrame, predicting on an array in the manifest's column order is
-# intended. Installed once: warnings.catch_warnings per call is not thread-safe.
-warnings.filterwarnings("ignore", message="X does not have valid feature names")
+
+@functools.cache
+def _quiet_feature_name_warning() -> None:
+    """Fitted on a DataFrame, predicting on an array in the manifest's column order
+    is intended. Installed once (catch_warnings per call is not thread-safe), and
+    only for such models: scikit-learn re-applies every warning filter for each
+    tree of a forest, so a filter costs every prediction a little."""
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class SklearnRuntime:
                 f"model {manifest.version} expects {fitted} features, "
                 f"its manifest says {manifest.n_features}"
             )
+        if hasattr(estimator, "feature_names_in_"):
+            _quiet_feature_name_warning()
         return cls(manifest, estimator)
 
     @property
