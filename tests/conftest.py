@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import uuid
@@ -10,10 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import joblib
 import pytest
 
-from tests.support import GCSEmulator, free_port, run_train
+from tests.support import GCSEmulator, free_port, published_model, run_train
 
 
 @pytest.fixture(autouse=True)
@@ -69,13 +67,6 @@ def served(model_dir: Path) -> Path:
     """MODEL_URI points the function at `model_dir`."""
     os.environ["MODEL_URI"] = str(model_dir)
     return model_dir
-
-
-def published_model(model_dir: Path) -> Any:
-    """The estimator exactly as published (to compare against its own predictions)."""
-    version = (model_dir / "LATEST").read_text().strip()
-    data = (model_dir / "versions" / version / "model.pkl").read_bytes()
-    return joblib.load(io.BytesIO(data))
 
 
 @pytest.fixture

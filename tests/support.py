@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
+import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import flask
+import joblib
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,6 +102,13 @@ def publish_estimator(root: Path, model: Any, **facts: Any) -> str:
         name=root.name,
     )
     return manifest.version
+
+
+def published_model(model_dir: Path) -> Any:
+    """The estimator exactly as published (to compare against its own predictions)."""
+    version = (model_dir / "LATEST").read_text().strip()
+    data = (model_dir / "versions" / version / "model.pkl").read_bytes()
+    return joblib.load(io.BytesIO(data))
 
 
 class FunctionServer:
@@ -203,3 +214,74 @@ class GCSEmulator:
 
     def stop(self) -> None:
         stop_process(self.process)
+
+
+# The environment variables the function reads, taken from its own code:
+# tests/deploy/ holds every deploy path (gcloud, Terraform, serverless.yml) to
+# these names, so a setting added to or renamed in settings.py fails them until
+# each path can set it.
+FUNCTION = REPO / "function"
+SETTINGS = FUNCTION / "skserve" / "settings.py"
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]{2,}")
+
+
+def settings_fields() -> dict[str, set[str]]:
+    """{Settings field: the environment variables Settings.from_env reads for it},
+    following calls into settings.py's own helpers (e.g. _model_uri)."""
+    tree = ast.parse(SETTINGS.read_text())
+    helpers = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+    def names(node: ast.AST, seen: frozenset[str]) -> set[str]:
+        found: set[str] = set()
+        for sub in ast.walk(node):
+            if (
+                isinstance(sub, ast.Constant)
+                and isinstance(sub.value, str)
+                and ENV_NAME.fullmatch(sub.value)
+            ):
+                found.add(sub.value)
+            elif (
+                isinstance(sub, ast.Call)
+                and isinstance(sub.func, ast.Name)
+                and sub.func.id in helpers
+                and sub.func.id not in seen
+            ):
+                found |= names(helpers[sub.func.id], seen | {sub.func.id})
+        return found
+
+    from_env = next(
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef) and n.name == "from_env"
+    )
+    call = next(
+        n
+        for n in ast.walk(from_env)
+        if isinstance(n, ast.Call) and ast.unparse(n.func) == "cls"
+    )
+    return {kw.arg: names(kw.value, frozenset()) for kw in call.keywords if kw.arg}
+
+
+def settings_env_names() -> set[str]:
+    """Every environment variable Settings reads."""
+    return set().union(*settings_fields().values())
+
+
+def function_env_names() -> set[str]:
+    """Settings' names, and any read with os.environ elsewhere in function/."""
+    found = settings_env_names()
+    for path in FUNCTION.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) in ("os.environ.get", "os.getenv")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+            ):
+                found.add(node.args[0].value)
+    return found
+
+
+def unexposed(fields: dict[str, set[str]], exposed: set[str]) -> list[str]:
+    """Settings fields none of whose variables a deploy path can set."""
+    return sorted(field for field, names in fields.items() if not names & exposed)

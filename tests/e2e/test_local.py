@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import published_model
-from tests.support import SEED_FEATURES, FunctionServer
+from tests.support import SEED_FEATURES, FunctionServer, published_model
 
 pytestmark = pytest.mark.e2e
 

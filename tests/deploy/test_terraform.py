@@ -17,8 +17,7 @@ from typing import Any
 import hcl2
 import pytest
 
-from tests.support import REPO
-from tests.test_deploy_settings import function_env_names, settings_fields, unexposed
+from tests.support import REPO, function_env_names, settings_fields, unexposed
 
 INFRA = REPO / "infra"
 FUNCTION = REPO / "function"

@@ -31,16 +31,14 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import published_model
 from tests.support import (
     REPO,
     SEED_FEATURES,
     FunctionServer,
     GCSEmulator,
     free_port,
-)
-from tests.test_deploy_settings import (
     function_env_names,
+    published_model,
     settings_env_names,
     settings_fields,
     unexposed,

@@ -35,9 +35,16 @@ import joblib
 import numpy as np
 import pytest
 
-from tests.conftest import published_model
-from tests.support import REPO, SEED_FEATURES, free_port, run_train
-from tests.test_deploy_settings import function_env_names, settings_fields, unexposed
+from tests.support import (
+    REPO,
+    SEED_FEATURES,
+    free_port,
+    function_env_names,
+    published_model,
+    run_train,
+    settings_fields,
+    unexposed,
+)
 
 pytestmark = pytest.mark.e2e
 
