@@ -9,10 +9,12 @@ import threading
 
 import flask
 import functions_framework
+from werkzeug.exceptions import HTTPException
 
 from skserve.errors import ConfigError
-from skserve.http import error_response, framework_error_response, request_id
+from skserve.http import framework_error, request_id, stamp
 from skserve.logs import log
+from skserve.protocols.v1 import V1Protocol
 from skserve.service import Service
 from skserve.settings import Settings
 
@@ -39,21 +41,22 @@ def predict(request: flask.Request) -> flask.Response:
         service = _get_service()
     except ConfigError as error:
         log("ERROR", f"invalid configuration: {error.message}")
-        response = error_response(
+        response = V1Protocol.render(
             ConfigError("the function is misconfigured; its logs say which setting")
         )
-        response.headers.update(
-            {"X-Request-Id": request_id(request), "X-Model-Version": "none"}
-        )
+        stamp(response, request_id(request), None)
         return response
     return service.handle(request)
 
 
-# functions-framework answers a few paths itself (/robots.txt) and turns a crash
-# into an HTML or str(e) 500; render those as our JSON errors too. The decorator
-# only exists when functions-framework is the one importing this module.
-if hasattr(functions_framework, "errorhandler"):
-    from werkzeug.exceptions import HTTPException
+def _framework_error_response(error: Exception) -> flask.Response:
+    """functions-framework answers a few paths itself (/robots.txt) and turns a
+    crash into an HTML or str(e) 500: render those as our JSON errors too."""
+    response = V1Protocol.render(framework_error(error))
+    if flask.has_request_context():
+        stamp(response, request_id(flask.request), None)
+    return response
 
-    functions_framework.errorhandler(HTTPException)(framework_error_response)
-    functions_framework.errorhandler(500)(framework_error_response)
+
+functions_framework.errorhandler(HTTPException)(_framework_error_response)
+functions_framework.errorhandler(500)(_framework_error_response)

@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 from sklearn.linear_model import LinearRegression
 
 from skserve.errors import ServingError
-from skserve.payload import parse_payload
+from skserve.protocols.v1 import Payload, parse_payload
 from skserve.rows import to_matrix
 from tests.support import REPO, SEED_FEATURES, call, publish_estimator
 
@@ -64,6 +64,13 @@ FUZZ = settings(
     database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
+
+
+def _matrix(payload: Payload, n: int, names: list[str] | None) -> np.ndarray:
+    """The v1 protocol's rows -> matrix step for a parsed payload."""
+    return to_matrix(
+        payload.rows, single=payload.single, n_features=n, feature_names=names
+    )
 
 
 def _config(mode: str, **checks: Any) -> schemathesis.Config:
@@ -362,7 +369,7 @@ def test_parsing_accepts_finite_numbers_and_names_the_first_bad_cell(
     }
 
     try:
-        matrix = to_matrix(
+        matrix = _matrix(
             parse_payload(render(rows, single), max_rows=max_rows), n, None
         )
     except ServingError as error:
@@ -451,7 +458,7 @@ def test_parsing_any_json_gives_a_finite_matrix_or_a_client_error(
 
     try:
         payload = parse_payload(json.dumps(body).encode(), max_rows=5)
-        matrix = to_matrix(payload, n, names)
+        matrix = _matrix(payload, n, names)
     except ServingError as error:
         assert (error.status, error.code) in PARSE_ERRORS, error.message
         json.dumps(error.message)  # renderable, whatever the keys were
@@ -482,7 +489,7 @@ def test_named_rows_are_ordered_by_name_or_name_what_is_missing_or_unknown(
 
     try:
         payload = parse_payload(json.dumps(body).encode(), max_rows=1)
-        matrix = to_matrix(payload, len(NAMES), NAMES)
+        matrix = _matrix(payload, len(NAMES), NAMES)
     except ServingError as error:
         assert error.status == 400
         assert error.code == ("unknown_features" if unknown else "missing_features")
@@ -504,7 +511,7 @@ def test_named_rows_are_refused_for_a_model_without_names(
     body = {"features": row} if single else {"instances": [row]}
 
     with pytest.raises(ServingError) as raised:
-        to_matrix(parse_payload(json.dumps(body).encode(), max_rows=1), 3, None)
+        _matrix(parse_payload(json.dumps(body).encode(), max_rows=1), 3, None)
 
     assert (raised.value.status, raised.value.code) == (400, "invalid_request")
     where = "features" if single else "instances[0]"

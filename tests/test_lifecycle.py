@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from skserve.errors import PreconditionFailed, StoreError, Unavailable
+from skserve.holder import ModelHolder
 from skserve.loader import LoadedModel, fetch_model
 from skserve.manifest import LATEST, MANIFEST, Manifest
-from skserve.model import ModelHolder
 from skserve.storage import Store, open_store
 from tests.support import SEED_FEATURES, call
 from train.cli import main as train

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from skserve.errors import ObjectNotFound, Unavailable
+from skserve.holder import ModelHolder
 from skserve.loader import LoadedModel, fetch_model
-from skserve.manifest import ARTIFACT, MANIFEST, Manifest, sha256_hex
-from skserve.model import ModelHolder
+from skserve.manifest import MANIFEST, Manifest, sha256_hex
+from skserve.runtimes.sklearn import ARTIFACT
 from skserve.storage import open_store
 from tests.support import SEED_FEATURES, UnpicklingMarker, call
 

@@ -31,7 +31,7 @@ from werkzeug.test import TestResponse
 from skserve import errors
 from skserve.http import _FRAMEWORK_CODES
 from skserve.service import Service
-from skserve.settings import Settings
+from skserve.settings import ModelURI, Settings
 from tests.support import REPO, SEED_FEATURES, call
 
 PACKAGE = REPO / "function" / "skserve"
@@ -295,12 +295,15 @@ def test_every_documented_operation_is_routed_by_the_app(
 
 
 def test_every_route_the_app_serves_is_documented(tmp_path: Path) -> None:
-    """Every route of Service.routes, and its CORS preflight, is documented."""
-    service = Service(Settings(model_uri=str(tmp_path / "store" / "model")))
-    served = {
-        (path, method) for path, methods in service.routes.items() for method in methods
-    }
-    served |= {(path, "OPTIONS") for path in service.routes}  # preflight, every path
+    """Every rule of the service's URL map, and its CORS preflight, is documented."""
+    uri = ModelURI.parse(str(tmp_path / "store" / "model"))
+    service = Service(Settings(model_uri=uri))
+    served = set()
+    for rule in service.url_map.iter_rules():
+        # werkzeug's <converter:name> is OpenAPI's {name}
+        path = re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule.rule)
+        served |= {(path, method) for method in rule.methods or () if method != "HEAD"}
+        served.add((path, "OPTIONS"))  # preflight, every path
     documented = {(path, method.upper()) for path, method in OPERATIONS}
 
     assert sorted(served - documented) == []
@@ -365,7 +368,7 @@ def test_every_status_an_operation_produces_is_documented(
 def raised_error_codes() -> dict[str, int]:
     """Every error slug the serving package can put in a response, and its status.
 
-    Class defaults of the exception tree, `code="..."` at every call site that
+    Class defaults of the exception tree, `code=Code.X` at every call site that
     builds one of its classes (found by parsing the source, so new raises are
     picked up), and the codes used for errors functions-framework raises itself.
     """
@@ -387,8 +390,16 @@ def raised_error_codes() -> dict[str, int]:
             for keyword in node.keywords:
                 if keyword.arg != "code":
                     continue
-                for value in ast.walk(keyword.value):  # also `"a" if x else "b"`
-                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                for value in ast.walk(keyword.value):  # also `A if x else B`
+                    if (  # Code.NAME, the enum member
+                        isinstance(value, ast.Attribute)
+                        and isinstance(value.value, ast.Name)
+                        and value.value.id == "Code"
+                    ):
+                        codes[errors.Code[value.attr]] = classes[name].status
+                    elif isinstance(value, ast.Constant) and isinstance(
+                        value.value, str
+                    ):
                         codes[value.value] = classes[name].status
     codes.update({code: status for status, code in _FRAMEWORK_CODES.items()})
     return codes

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 from pathlib import Path
 
 import pytest
 
 from skserve.errors import ConfigError
-from skserve.manifest import ARTIFACT, LATEST, MANIFEST, Manifest, sha256_hex
+from skserve.manifest import LATEST, MANIFEST, Manifest, sha256_hex
+from skserve.runtimes.sklearn import ARTIFACT
 from skserve.settings import Settings
 from skserve.signing import key_id, sign
 from tests.support import SEED_FEATURES, UnpicklingMarker, call
@@ -349,7 +351,7 @@ def test_w3c_traceparent_is_logged_as_the_trace(
 def test_a_bug_is_a_generic_500_and_its_traceback_only_in_the_log(
     served: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from skserve.runtime import SklearnRuntime
+    from skserve.runtimes.sklearn import SklearnRuntime
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("secret internals")
@@ -372,7 +374,7 @@ def test_a_signed_version_of_another_model_is_refused(tmp_path: Path) -> None:
     version = _publish_signed(tmp_path, KEY)
     fraud = tmp_path / "fraud"
     (fraud / "versions").mkdir(parents=True)
-    (fraud / "versions" / version).symlink_to(_folder(tmp_path, version))
+    shutil.copytree(_folder(tmp_path, version), fraud / "versions" / version)
     (fraud / LATEST).write_text(version)
     os.environ.update(MODEL_URI=str(fraud), MODEL_SIGNING_KEY=KEY)
 

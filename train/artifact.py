@@ -11,13 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from skserve.errors import ConfigError
+from skserve.errors import Code, ConfigError
 
 
 class ArtifactError(ConfigError):
     """The file is not a fitted scikit-learn estimator this trainer can publish."""
 
-    code = "invalid_artifact"
+    code = Code.INVALID_ARTIFACT
 
 
 def load_estimator(path: str) -> tuple[Any, bytes]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from skserve.errors import ConfigError
+from skserve.errors import Code, ConfigError
 
 DATASETS = ("iris", "wine", "breast_cancer", "diabetes")
 
@@ -17,7 +17,7 @@ DATASETS = ("iris", "wine", "breast_cancer", "diabetes")
 class DataError(ConfigError):
     """The training data cannot be used as given."""
 
-    code = "invalid_data"
+    code = Code.INVALID_DATA
 
 
 @dataclass(frozen=True)

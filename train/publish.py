@@ -1,4 +1,4 @@
-"""Publishing: artifact, then manifest, then LATEST, each step verified.
+"""Publishing: artifact files, then manifest, then LATEST, each step verified.
 
 A publish that fails half-way leaves LATEST, and every served version, untouched.
 """
@@ -7,22 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from skserve.errors import IntegrityError, ObjectNotFound, PreconditionFailed
 from skserve.manifest import (
-    ARTIFACT,
     LATEST,
     MANIFEST,
     Manifest,
     check_version,
-    environment,
     new_version,
     sha256_hex,
     version_key,
 )
+from skserve.runtimes.sklearn import ARTIFACT, SklearnRuntime, environment
 from skserve.signing import sign, verify
 from skserve.storage import Store
+
+if TYPE_CHECKING:
+    from train.twin import Twin
 
 
 def publish(
@@ -33,35 +35,46 @@ def publish(
     name: str,
     promote: bool = True,
     signing_keys: Sequence[str] = (),
+    twin: Twin | None = None,
 ) -> Manifest:
     """Write a new immutable version of model `name`, rooted at `store`.
 
-    `facts` holds the manifest fields the caller knows (task, estimator, ...).
-    With `signing_keys`, the manifest is signed with the first one.
+    `artifact` is the pickle; `twin`, when given, a fast twin that passed its
+    parity gate. `facts` holds the manifest fields the caller knows (task,
+    estimator, ...). With `signing_keys`, the manifest (which lists every file's
+    SHA-256) is signed with the first one.
     """
     now = datetime.now(UTC)
     version = new_version(now)
+    files = {ARTIFACT: artifact}
+    extra: dict[str, Any] = {"runtime": SklearnRuntime.name}
+    if twin is not None:
+        files[twin.facts["file"]] = twin.data
+        extra["twin"] = twin.facts
     manifest = Manifest(
         {
             **facts,
+            **extra,
             "name": name,
             "version": version,
             "created_at": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             "files": {
-                ARTIFACT: {"sha256": sha256_hex(artifact), "bytes": len(artifact)}
+                file: {"sha256": sha256_hex(data), "bytes": len(data)}
+                for file, data in files.items()
             },
             "environment": environment(),
         }
     )
     if signing_keys:
         manifest = sign(manifest, signing_keys[0])
-    store.write(version_key(version, ARTIFACT), artifact, if_absent=True)
+    for file, data in files.items():
+        store.write(version_key(version, file), data, if_absent=True)
     store.write(version_key(version, MANIFEST), manifest.to_bytes(), if_absent=True)
-    # Read both back: LATEST must never point at a version a reader cannot verify.
+    # Read all back: LATEST must never point at a version a reader cannot verify.
     written = Manifest.from_bytes(store.read(version_key(version, MANIFEST)))
     if written.data != manifest.data:
         raise IntegrityError(f"manifest of {version} did not read back as written")
-    written.verify(ARTIFACT, store.read(version_key(version, ARTIFACT)))
+    _verify_files(store, written)
     if promote:
         promote_version(store, version, signing_keys=signing_keys)
     return manifest
@@ -81,7 +94,7 @@ def promote_version(
     )
     if signing_keys:
         verify(manifest, signing_keys)
-    manifest.verify(ARTIFACT, store.read(version_key(version, ARTIFACT)))
+    _verify_files(store, manifest)
     try:
         raw, token = store.read_token(LATEST)
         previous: str | None = raw.decode("utf-8", "replace").strip()
@@ -100,3 +113,9 @@ def promote_version(
             f"run `python -m train list` and promote again if still wanted"
         ) from None
     return previous
+
+
+def _verify_files(store: Store, manifest: Manifest) -> None:
+    """Every file the manifest lists is in the store, byte for byte."""
+    for file in manifest.files:
+        manifest.verify(file, store.read(version_key(manifest.version, file)))

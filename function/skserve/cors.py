@@ -8,7 +8,8 @@ import flask
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
 ALLOW_HEADERS = "Content-Type, Authorization, X-API-Key, X-Request-Id"
-EXPOSE_HEADERS = "X-Model-Version, X-Request-Id"
+# Retry-After too: a page on another origin must be able to honour a 503.
+EXPOSE_HEADERS = "X-Model-Version, X-Request-Id, Retry-After"
 MAX_AGE = "3600"
 
 

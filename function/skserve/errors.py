@@ -5,14 +5,49 @@ Only the HTTP layer turns these into responses; the CLI prints their message.
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class Code(StrEnum):
+    """Every error code a client or the CLI can see: the API's stable slugs."""
+
+    BAD_REQUEST = "bad_request"
+    INVALID_JSON = "invalid_json"
+    INVALID_REQUEST = "invalid_request"
+    MISSING_INPUT = "missing_input"
+    EMPTY_BATCH = "empty_batch"
+    WRONG_FEATURE_COUNT = "wrong_feature_count"
+    UNKNOWN_FEATURES = "unknown_features"
+    MISSING_FEATURES = "missing_features"
+    INVALID_VALUE = "invalid_value"
+    PROBABILITIES_UNSUPPORTED = "probabilities_unsupported"
+    UNAUTHORIZED = "unauthorized"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    TOO_MANY_ROWS = "too_many_rows"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    INTERNAL_ERROR = "internal_error"
+    CONFIGURATION_ERROR = "configuration_error"
+    INVALID_ARTIFACT = "invalid_artifact"
+    INVALID_DATA = "invalid_data"
+    MODEL_UNAVAILABLE = "model_unavailable"
+    STORE_UNAVAILABLE = "store_unavailable"
+    NOT_FOUND_IN_STORE = "not_found_in_store"
+    OBJECT_TOO_LARGE = "object_too_large"
+    CONCURRENT_WRITE = "concurrent_write"
+    INTEGRITY_ERROR = "integrity_error"
+    SIGNATURE_INVALID = "signature_invalid"
+    INCOMPATIBLE_MODEL = "incompatible_model"
+
 
 class ServingError(Exception):
     """Base of every error this package raises on purpose."""
 
     status: int = 500
-    code: str = "internal_error"
+    code: Code = Code.INTERNAL_ERROR
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: Code | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
@@ -24,22 +59,22 @@ class ServingError(Exception):
 
 
 class BadRequest(ServingError):
-    status, code = 400, "bad_request"
+    status, code = 400, Code.BAD_REQUEST
 
 
 class Unauthorized(ServingError):
-    status, code = 401, "unauthorized"
+    status, code = 401, Code.UNAUTHORIZED
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="predict"'}
 
 
 class NotFound(ServingError):
-    status, code = 404, "not_found"
+    status, code = 404, Code.NOT_FOUND
 
 
 class MethodNotAllowed(ServingError):
-    status, code = 405, "method_not_allowed"
+    status, code = 405, Code.METHOD_NOT_ALLOWED
 
     def __init__(self, message: str, *, allow: list[str]) -> None:
         super().__init__(message)
@@ -50,23 +85,23 @@ class MethodNotAllowed(ServingError):
 
 
 class PayloadTooLarge(ServingError):
-    status, code = 413, "payload_too_large"
+    status, code = 413, Code.PAYLOAD_TOO_LARGE
 
 
 class UnsupportedMediaType(ServingError):
-    status, code = 415, "unsupported_media_type"
+    status, code = 415, Code.UNSUPPORTED_MEDIA_TYPE
 
 
 class ConfigError(ServingError):
     """A setting (environment variable or CLI flag) has an invalid value."""
 
-    status, code = 500, "configuration_error"
+    status, code = 500, Code.CONFIGURATION_ERROR
 
 
 class Unavailable(ServingError):
     """The model cannot be served right now; a later request tries again."""
 
-    status, code = 503, "model_unavailable"
+    status, code = 503, Code.MODEL_UNAVAILABLE
     retry_after: int = 1
 
     def headers(self) -> dict[str, str]:
@@ -80,7 +115,7 @@ class Unavailable(ServingError):
 class StoreError(Unavailable):
     """The store could not be reached, or refused us (network, auth, bucket)."""
 
-    code = "store_unavailable"
+    code = Code.STORE_UNAVAILABLE
 
     def public_message(self) -> str:
         return "the model store cannot be read right now; the function's log says why"
@@ -89,7 +124,7 @@ class StoreError(Unavailable):
 class ObjectNotFound(StoreError):
     """A key the reader expected is absent from the store."""
 
-    code = "not_found_in_store"
+    code = Code.NOT_FOUND_IN_STORE
 
     def public_message(self) -> str:
         return (
@@ -98,16 +133,26 @@ class ObjectNotFound(StoreError):
         )
 
 
+class ObjectTooLarge(StoreError):
+    """An object is larger than the reader allows; it was not read whole."""
+
+    code = Code.OBJECT_TOO_LARGE
+
+    def __init__(self, message: str, *, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size  # bytes, when the store knows
+
+
 class PreconditionFailed(StoreError):
     """A conditional write lost a race with another writer."""
 
-    code = "concurrent_write"
+    code = Code.CONCURRENT_WRITE
 
 
 class IntegrityError(Unavailable):
     """Published files do not match their manifest (checksum, size, signature)."""
 
-    code = "integrity_error"
+    code = Code.INTEGRITY_ERROR
 
     def public_message(self) -> str:
         return self.message  # names versions and files, never store locations
@@ -116,7 +161,7 @@ class IntegrityError(Unavailable):
 class IncompatibleModel(Unavailable):
     """The artifact cannot be used by this runtime (not an estimator, versions)."""
 
-    code = "incompatible_model"
+    code = Code.INCOMPATIBLE_MODEL
 
     def public_message(self) -> str:
         return self.message  # names versions, never store locations

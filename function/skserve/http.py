@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by every route: JSON rendering, request ids, body limits."""
+"""HTTP plumbing shared by every protocol: JSON, request ids, headers, body limits."""
 
 from __future__ import annotations
 
@@ -10,15 +10,29 @@ from typing import Any
 
 import flask
 
-from skserve.errors import PayloadTooLarge, ServingError, UnsupportedMediaType
+from skserve.errors import (
+    Code,
+    PayloadTooLarge,
+    ServingError,
+    UnsupportedMediaType,
+)
 
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def request_id(request: flask.Request) -> str:
     """The caller's X-Request-Id when it is safe to echo, else a new one."""
     given = request.headers.get("X-Request-Id", "")
-    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    # fullmatch: `$` would also match before a trailing newline, and a header
+    # value with a newline cannot be sent back.
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def stamp(response: flask.Response, rid: str, model_version: str | None) -> None:
+    """The headers every answer carries: the request id and the model version
+    that answered ("none" when no model was used or loaded)."""
+    response.headers["X-Request-Id"] = rid
+    response.headers["X-Model-Version"] = model_version or "none"
 
 
 def json_response(
@@ -29,23 +43,22 @@ def json_response(
     return flask.Response(text, status, headers, mimetype="application/json")
 
 
-def error_response(error: ServingError) -> flask.Response:
-    """The one place an error becomes a response: {"error": {"code", "message"}}."""
-    body = {"error": {"code": error.code, "message": error.message}}
-    return json_response(body, error.status, error.headers())
+def require_json(request: flask.Request) -> None:
+    """415 unless the request says its body is JSON."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not mimetype.endswith("+json"):
+        shown = mimetype[:60] if mimetype else "none"
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, got {shown}"
+        )
 
 
-def read_json_body(request: flask.Request, limit: int) -> bytes:
-    """Return the body, refusing non-JSON (415) and bodies over `limit` bytes (413).
+def read_body(request: flask.Request, limit: int) -> bytes:
+    """Return the body, refusing bodies over `limit` bytes (413).
 
     Reads at most limit + 1 bytes, so a chunked body without Content-Length
     cannot make us buffer more than the limit.
     """
-    mimetype = request.mimetype
-    if mimetype != "application/json" and not mimetype.endswith("+json"):
-        raise UnsupportedMediaType(
-            f"Content-Type must be application/json, got {mimetype or 'none'}"
-        )
     too_large = PayloadTooLarge(f"body exceeds MAX_BODY_BYTES={limit}; send less data")
     if request.content_length is not None and request.content_length > limit:
         raise too_large
@@ -67,28 +80,24 @@ def discard_unread_body(request: flask.Request) -> None:
 
 
 _FRAMEWORK_CODES = {
-    400: "bad_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
+    400: Code.BAD_REQUEST,
+    404: Code.NOT_FOUND,
+    405: Code.METHOD_NOT_ALLOWED,
+    413: Code.PAYLOAD_TOO_LARGE,
+    415: Code.UNSUPPORTED_MEDIA_TYPE,
 }
 
 
-def framework_error_response(error: Exception) -> flask.Response:
-    """JSON for errors raised by functions-framework or Flask outside our handler
-    (e.g. its own /robots.txt 404); anything else is a generic 500."""
+def framework_error(error: Exception) -> ServingError:
+    """Our error for one raised by functions-framework or Flask outside our
+    handler (e.g. its own /robots.txt 404); anything else is a generic 500."""
     from werkzeug.exceptions import HTTPException
 
     status = error.code if isinstance(error, HTTPException) and error.code else 500
     if status not in _FRAMEWORK_CODES:
         status = 500
-    code = _FRAMEWORK_CODES.get(status, "internal_error")
+    code = _FRAMEWORK_CODES.get(status, Code.INTERNAL_ERROR)
     message = "not found" if status == 404 else "the request could not be served"
     wrapped = ServingError(message, code=code)
     wrapped.status = status
-    response = error_response(wrapped)
-    if flask.has_request_context():
-        response.headers["X-Request-Id"] = request_id(flask.request)
-        response.headers["X-Model-Version"] = "none"
-    return response
+    return wrapped

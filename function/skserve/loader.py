@@ -1,4 +1,4 @@
-"""Fetching one version: LATEST -> manifest -> signature -> verified files -> unpickle.
+"""Fetching one version: LATEST -> manifest -> signature -> verified files -> runtime.
 
 Nothing downloaded is trusted until it matches the manifest, and the manifest
 is not trusted until its signature does (when signing keys are configured).
@@ -9,17 +9,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from skserve.errors import IntegrityError
+from skserve.errors import IncompatibleModel, IntegrityError
 from skserve.logs import log
 from skserve.manifest import (
-    ARTIFACT,
     LATEST,
     MANIFEST,
     Manifest,
     check_version,
     version_key,
 )
-from skserve.runtime import SklearnRuntime
+from skserve.runtimes import LoadOptions, Runtime, runtime_class
 from skserve.signing import verify
 from skserve.storage import Store
 
@@ -29,7 +28,7 @@ class LoadedModel:
     """A model and the manifest it was verified against, swapped as one object."""
 
     manifest: Manifest
-    runtime: SklearnRuntime
+    runtime: Runtime
 
     @property
     def version(self) -> str:
@@ -41,23 +40,48 @@ def read_latest(store: Store) -> str:
     return check_version(store.read(LATEST).decode("utf-8", "replace").strip())
 
 
+def choose_runtime(manifest: Manifest, setting: str) -> type[Runtime]:
+    """The runtime to serve `manifest` with, given MODEL_RUNTIME's `setting`.
+
+    `auto` prefers the verified twin when its runtime imports here, and falls
+    back to the version's primary runtime; a named runtime must be available.
+    """
+    twin = manifest.twin
+    twin_runtime = str(twin.get("runtime", "onnx")) if twin else None
+    if setting == "auto":
+        if twin_runtime is not None:
+            try:
+                return runtime_class(twin_runtime)
+            except IncompatibleModel as error:
+                log("INFO", f"serving {manifest.version} without its twin: {error}")
+        return runtime_class(manifest.runtime)
+    if setting in (manifest.runtime, twin_runtime):
+        return runtime_class(setting)
+    has = manifest.runtime + (f" and {twin_runtime}" if twin_runtime else "")
+    raise IncompatibleModel(
+        f"MODEL_RUNTIME={setting}, but version {manifest.version} has no {setting} "
+        f"artifact (it has {has}); publish it with a twin or set MODEL_RUNTIME=auto"
+    )
+
+
 def fetch_model(
     store: Store,
     version: str,
     *,
     name: str | None = None,
-    allow_version_mismatch: bool = False,
+    runtime: str = "auto",
+    options: LoadOptions | None = None,
     signing_keys: Sequence[str] = (),
 ) -> LoadedModel:
-    """Download `version`, verify its signature (when keys are set) and every file
-    against its manifest, and only then unpickle.
+    """Download `version`, verify its signature (when keys are set) and the
+    runtime's file against its manifest, and only then build the runtime.
 
     `name` (the last segment of MODEL_URI) must match the manifest's, so a signed
     version of one model cannot be copied in to serve as another.
     """
     manifest = Manifest.from_bytes(store.read(version_key(version, MANIFEST)))
     if signing_keys:
-        signed_by = verify(manifest, signing_keys)  # before the artifact is fetched
+        signed_by = verify(manifest, signing_keys)  # before any artifact is fetched
         log("INFO", f"manifest of {version} signed by key {signed_by}")
     if manifest.version != version:
         raise IntegrityError(f"manifest under {version} describes {manifest.version}")
@@ -66,9 +90,9 @@ def fetch_model(
             f"version {version} belongs to model {manifest.data.get('name')!r}, "
             f"not {name!r}"
         )
-    artifact = store.read(version_key(version, ARTIFACT))
-    manifest.verify(ARTIFACT, artifact)  # before anything is unpickled
-    runtime = SklearnRuntime.load(
-        manifest, artifact, allow_version_mismatch=allow_version_mismatch
+    chosen = choose_runtime(manifest, runtime)
+    artifact = store.read(version_key(version, chosen.artifact))
+    manifest.verify(chosen.artifact, artifact)  # before anything is deserialised
+    return LoadedModel(
+        manifest, chosen.load(manifest, {chosen.artifact: artifact}, options)
     )
-    return LoadedModel(manifest, runtime)

@@ -17,6 +17,12 @@ SPAN = "logging.googleapis.com/spanId"
 _lock = threading.Lock()
 
 
+def clip(text: str, limit: int) -> str:
+    """`text`, cut to `limit` characters: what a client sent is echoed and logged
+    bounded, however long it was."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def log(severity: str, message: str, **fields: Any) -> None:
     """Write one log entry. `severity` is a Cloud Logging severity (INFO, ERROR...)."""
     entry = {"severity": severity, "message": message, **fields}
@@ -46,15 +52,15 @@ def log_request(
     severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
     log(
         severity,
-        f"{request.method} {request.path} {status}",
+        f"{clip(request.method, 20)} {clip(request.path, 200)} {status}",
         httpRequest={
-            "requestMethod": request.method,
-            "requestUrl": request.url,
+            "requestMethod": clip(request.method, 20),
+            "requestUrl": clip(request.url, 1000),
             "status": status,
             "latency": f"{latency:.6f}s",
             "requestSize": str(request.environ.get("skserve.body_bytes", 0)),
             "responseSize": str(response.calculate_content_length() or 0),
-            "userAgent": request.user_agent.string,
+            "userAgent": clip(request.user_agent.string, 200),
             "remoteIp": request.remote_addr or "",
             "protocol": request.environ.get("SERVER_PROTOCOL", ""),
         },

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import platform
 import re
 import secrets
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from typing import Any
 from skserve.errors import IntegrityError
 
 MANIFEST = "manifest.json"
-ARTIFACT = "model.pkl"
+MAX_MANIFEST_BYTES = 1024 * 1024  # far above any real one; bounds what we parse
 LATEST = "LATEST"
 TASKS = ("classification", "regression")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one path segment
 _REQUIRED = ("name", "version", "task", "n_features", "files")
 
 
@@ -49,20 +49,6 @@ def version_key(version: str, filename: str) -> str:
     return f"versions/{check_version(version)}/{filename}"
 
 
-def environment() -> dict[str, str]:
-    """Versions of everything a pickle's compatibility depends on."""
-    import numpy
-    import scipy
-    import sklearn
-
-    return {
-        "python": platform.python_version(),
-        "scikit-learn": sklearn.__version__,
-        "numpy": numpy.__version__,
-        "scipy": scipy.__version__,
-    }
-
-
 @dataclass(frozen=True)
 class Manifest:
     """A parsed manifest.json; `data` keeps every field as published."""
@@ -84,6 +70,8 @@ class Manifest:
         if data["task"] not in TASKS or not isinstance(data["files"], dict):
             raise IntegrityError("manifest.json has an invalid task or files entry")
         check_version(str(data["version"]))
+        if not all(isinstance(f, str) and _FILE_RE.match(f) for f in data["files"]):
+            raise IntegrityError("manifest.json lists a file with an unsafe name")
         return cls(data)
 
     def to_bytes(self) -> bytes:
@@ -104,6 +92,17 @@ class Manifest:
     @property
     def feature_names(self) -> list[str] | None:
         return self.data.get("feature_names")
+
+    @property
+    def runtime(self) -> str:
+        """The runtime the version's primary artifact is for (older: sklearn)."""
+        return str(self.data.get("runtime") or "sklearn")
+
+    @property
+    def twin(self) -> dict[str, Any] | None:
+        """The verified fast twin's facts (file, runtime, parity), if published."""
+        twin = self.data.get("twin")
+        return twin if isinstance(twin, dict) else None
 
     @property
     def files(self) -> dict[str, dict[str, Any]]:

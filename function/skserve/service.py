@@ -1,89 +1,100 @@
-"""The function's request handling: routing, auth, CORS, model use, errors, logs."""
+"""The protocol-neutral request pipeline: request id, preflight, auth, routing,
+model access, errors, CORS and one log line per request."""
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import flask
+from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
+from werkzeug.routing import Map, MapAdapter, RoutingException, Rule
 
 from skserve.auth import check_api_key
 from skserve.cors import add_cors_headers, preflight
 from skserve.errors import MethodNotAllowed, NotFound, ServingError
-from skserve.http import (
-    discard_unread_body,
-    error_response,
-    json_response,
-    read_json_body,
-    request_id,
-)
+from skserve.holder import ModelHolder
+from skserve.http import discard_unread_body, request_id, stamp
 from skserve.loader import LoadedModel, fetch_model, read_latest
-from skserve.logs import log_exception, log_request
-from skserve.model import ModelHolder
-from skserve.payload import parse_payload
-from skserve.rows import to_matrix
+from skserve.logs import clip, log_exception, log_request
+from skserve.protocols import Endpoint, Protocol, load_protocols
+from skserve.runtimes import LoadOptions
 from skserve.settings import Settings
-from skserve.storage import open_store, split_model_uri
+from skserve.storage import open_store
 
-Handler = Callable[[flask.Request], flask.Response]
-OPENAPI = Path(__file__).with_name("openapi.json")
-PUBLIC_PATHS = ("/health",)
+_MODEL = "skserve.model"  # request.environ key: the model that answered
 
 
 class Service:
-    """One instance per process: settings, the model holder and the routes."""
+    """One instance per process: settings, the model holder and the protocols."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        root, pinned = split_model_uri(settings.model_uri)
-        self.store = open_store(root)  # no network: clients are made on first use
+        location = settings.model_uri
+        self.store = open_store(location.root)  # no network until first use
         self.models = ModelHolder(
-            functools.partial(
-                fetch_model,
+            lambda version: fetch_model(
                 self.store,
-                name=root.rstrip("/").rsplit("/", 1)[-1],
-                allow_version_mismatch=settings.allow_version_mismatch,
+                version,
+                name=location.name,
+                runtime=settings.runtime,
+                options=LoadOptions(
+                    allow_version_mismatch=settings.allow_version_mismatch
+                ),
                 signing_keys=settings.signing_keys,
             ),
-            functools.partial(read_latest, self.store),
-            pinned=pinned,
+            lambda: read_latest(self.store),
+            pinned=location.pinned,
             refresh_seconds=settings.refresh_seconds,
         )
-        self.routes: dict[str, dict[str, Handler]] = {
-            "/": {"POST": self.predict},
-            "/predict": {"POST": self.predict},
-            "/health": {"GET": self.health},
-            "/metadata": {"GET": self.metadata},
-            "/openapi.json": {"GET": self.openapi},
-        }
+        self.protocols = load_protocols(self)
+        # Paths are matched as given (no redirects for slashes): a trailing
+        # slash is stripped before matching, so `/predict/` is `/predict`.
+        self.url_map = Map(
+            [rule for protocol in self.protocols for rule in protocol.rules()],
+            strict_slashes=False,
+            merge_slashes=False,
+        )
+        self._public: frozenset[Endpoint] = frozenset().union(
+            *(protocol.public() for protocol in self.protocols)
+        )
         self._cold = True
         self._cold_lock = threading.Lock()
+
+    # The Context protocols see.
+    def model(self, request: flask.Request) -> LoadedModel:
+        model = self.models.get()
+        request.environ[_MODEL] = model
+        return model
+
+    def current(self) -> LoadedModel | None:
+        return self.models.current
 
     def handle(self, request: flask.Request) -> flask.Response:
         """Answer any request; never raises (functions-framework would leak str(e))."""
         started = time.perf_counter()
         rid = request_id(request)
+        path = request.path.rstrip("/") or "/"
+        adapter = self.url_map.bind("localhost", "/")
+        owner = self._owner(adapter, path)
         try:
-            response = self.dispatch(request)
+            response = self.dispatch(request, adapter, path)
         except ServingError as error:
-            response = error_response(error)
+            response = owner.error_response(error)
         except Exception as exc:
             log_exception("unhandled error", exc, request_id=rid)
-            response = error_response(
+            response = owner.error_response(
                 ServingError(
                     f"internal error; quote request id {rid} when reporting it"
                 )
             )
         finally:
             discard_unread_body(request)
-        model = self.models.current
-        response.headers["X-Request-Id"] = rid
-        response.headers.setdefault(
-            "X-Model-Version", model.version if model else "none"
-        )
+        answered: LoadedModel | None = request.environ.get(_MODEL)
+        # The version that answered, even if a refresh swapped models meanwhile.
+        model = answered or self.models.current
+        stamp(response, rid, model.version if model else None)
         add_cors_headers(response, request, self.settings.cors_allow_origins)
         with self._cold_lock:
             cold, self._cold = self._cold, False
@@ -94,65 +105,54 @@ class Service:
             cold_start=cold,
             project=self.settings.project,
             request_id=rid,
+            runtime=answered.runtime.name if answered else None,
         )
         return response
 
-    def dispatch(self, request: flask.Request) -> flask.Response:
-        """Preflight, then auth (except public paths), then the route."""
-        path = request.path.rstrip("/") or "/"
-        methods = self.routes.get(path, {})
-        allow = sorted(
-            {*methods, "OPTIONS"} | ({"HEAD"} if "GET" in methods else set())
-        )
+    def dispatch(
+        self, request: flask.Request, adapter: MapAdapter, path: str
+    ) -> flask.Response:
+        """Preflight, then auth (except public endpoints), then the route."""
+        allow = sorted({*adapter.allowed_methods(path), "OPTIONS"})
         if request.method == "OPTIONS":  # CORS preflights never need a key
             return preflight(
                 request, self.settings.cors_allow_origins, ", ".join(allow)
             )
-        if self.settings.api_keys and path not in PUBLIC_PATHS:
+        try:
+            endpoint, arguments = adapter.match(path, request.method)
+        except RouteMethodNotAllowed:
+            endpoint, arguments = None, None
+        except (HTTPException, RoutingException):  # not found, or a redirect
+            endpoint, arguments = None, {}
+        if self.settings.api_keys and not self._is_public(adapter, path):
             check_api_key(request, self.settings.api_keys)
-        if not methods:
-            raise NotFound(
-                f"no route {path}; use POST /predict, GET /health or GET /metadata"
-            )
-        method = "GET" if request.method == "HEAD" else request.method
-        if method not in methods:
+        if endpoint is not None:
+            return endpoint(request, **arguments)
+        shown = clip(path, 100)
+        if arguments is None:
+            methods = [m for m in allow if m not in ("HEAD", "OPTIONS")]
             raise MethodNotAllowed(
-                f"{request.method} is not allowed on {path}; use {', '.join(methods)}",
+                f"{clip(request.method, 20)} is not allowed on {shown}; "
+                f"use {', '.join(methods)}",
                 allow=allow,
             )
-        return methods[method](request)
+        raise NotFound(self._owner(adapter, path).no_route(shown))
 
-    def health(self, request: flask.Request) -> flask.Response:
-        """Liveness only: never touches the model or the store."""
-        return json_response({"status": "ok"})
+    def _is_public(self, adapter: MapAdapter, path: str) -> bool:
+        """Whether any rule for `path` is a public endpoint, whatever the method."""
+        for method in adapter.allowed_methods(path):
+            rule: Rule = adapter.match(path, method, return_rule=True)[0]
+            if rule.endpoint in self._public:
+                return True
+        return False
 
-    def openapi(self, request: flask.Request) -> flask.Response:
-        """The OpenAPI document shipped beside this module."""
-        return flask.Response(OPENAPI.read_bytes(), mimetype="application/json")
-
-    def metadata(self, request: flask.Request) -> flask.Response:
-        """The loaded model's manifest facts (loading it if needed)."""
-        model = self.models.get()
-        facts = {k: v for k, v in model.manifest.data.items() if k != "signature"}
-        body = {**facts, "model_version": model.version}
-        return self._with_version(json_response(body), model)
-
-    def predict(self, request: flask.Request) -> flask.Response:
-        """`features` (one row) or `instances` (a batch) -> predictions."""
-        payload = parse_payload(
-            read_json_body(request, self.settings.max_body_bytes),
-            max_rows=self.settings.max_rows,
+    def _owner(self, adapter: MapAdapter, path: str) -> Protocol:
+        """The protocol that renders errors for `path`: the one whose rule
+        matches it, else the one with the longest matching prefix."""
+        for method in adapter.allowed_methods(path):
+            rule: Rule = adapter.match(path, method, return_rule=True)[0]
+            return rule.endpoint.__self__
+        return max(
+            (p for p in self.protocols if path.startswith(p.prefix)),
+            key=lambda p: len(p.prefix),
         )
-        model = self.models.get()
-        manifest = model.manifest
-        rows = to_matrix(payload, manifest.n_features, manifest.feature_names)
-        request.environ["skserve.rows"] = len(rows)
-        result = model.runtime.predict(rows, probabilities=payload.probabilities)
-        body = {**result.body(single=payload.single), "model_version": model.version}
-        return self._with_version(json_response(body), model)
-
-    @staticmethod
-    def _with_version(response: flask.Response, model: LoadedModel) -> flask.Response:
-        # The version that answered, even if a refresh swapped models meanwhile.
-        response.headers["X-Model-Version"] = model.version
-        return response

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from skserve.errors import ConfigError, ServingError
 
 DEFAULT_MODEL_URI = "model-store/default"
+# Artifacts above this are refused before download: a 1 GiB instance must hold
+# the downloaded bytes and the model built from them at once.
+DEFAULT_MAX_MODEL_BYTES = 256 * 1024 * 1024
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
@@ -60,19 +63,45 @@ def signing_keys(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
     return _keys(os.environ if env is None else env, "MODEL_SIGNING_KEY", 16)
 
 
-def _model_uri(env: Mapping[str, str]) -> str:
-    from skserve.manifest import check_version
-    from skserve.storage import open_store, split_model_uri
+@dataclass(frozen=True)
+class ModelURI:
+    """MODEL_URI parsed once: `<store>/<name>` follows LATEST, `.../versions/<v>`
+    pins one version."""
 
-    uri = env.get("MODEL_URI", "").strip() or DEFAULT_MODEL_URI
-    root, pinned = split_model_uri(uri)
-    try:
-        open_store(root)  # parses the URI only; no client, no network
-        if pinned is not None:
-            check_version(pinned)
-    except ServingError as error:
-        raise ConfigError(f"MODEL_URI={uri!r}: {error.message}") from None
-    return uri
+    uri: str
+    root: str  # <store>/<name>: the model's folder, a store of its own
+    name: str  # the last segment of the root, which manifests must carry
+    pinned: str | None  # a version id, or None to follow LATEST
+
+    @classmethod
+    def parse(cls, uri: str) -> ModelURI:
+        """Split and check `uri` without any network access; ConfigError if unusable."""
+        from skserve.manifest import check_version
+        from skserve.storage import open_store, split_model_uri
+
+        root, pinned = split_model_uri(uri)
+        try:
+            open_store(root)  # parses the URI only; no client, no network
+            if pinned is not None:
+                check_version(pinned)
+        except ServingError as error:
+            raise ConfigError(f"MODEL_URI={uri!r}: {error.message}") from None
+        return cls(uri, root, root.rstrip("/").rsplit("/", 1)[-1], pinned)
+
+
+def _model_uri(env: Mapping[str, str]) -> ModelURI:
+    return ModelURI.parse(env.get("MODEL_URI", "").strip() or DEFAULT_MODEL_URI)
+
+
+def _runtime(env: Mapping[str, str]) -> str:
+    from skserve.runtimes import RUNTIME_CHOICES
+
+    raw = env.get("MODEL_RUNTIME", "").strip().lower() or "auto"
+    if raw not in RUNTIME_CHOICES:
+        raise ConfigError(
+            f"MODEL_RUNTIME must be one of {', '.join(RUNTIME_CHOICES)}, got {raw!r}"
+        )
+    return raw
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -88,10 +117,14 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 class Settings:
     """The function's configuration; see README "Configuration"."""
 
-    model_uri: str = DEFAULT_MODEL_URI
+    model_uri: ModelURI = field(
+        default_factory=lambda: ModelURI.parse(DEFAULT_MODEL_URI)
+    )
+    runtime: str = "auto"  # see skserve.runtimes.RUNTIME_CHOICES
     refresh_seconds: int = 60
     max_body_bytes: int = 10 * 1024 * 1024
     max_rows: int = 10_000
+    max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES
     cors_allow_origins: tuple[str, ...] = ()  # ("*",) allows any origin
     api_keys: tuple[str, ...] = ()
     signing_keys: tuple[str, ...] = ()
@@ -104,9 +137,11 @@ class Settings:
         env = os.environ if env is None else env
         return cls(
             model_uri=_model_uri(env),
+            runtime=_runtime(env),
             refresh_seconds=_int(env, "MODEL_REFRESH_SECONDS", 60, 0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 10 * 1024 * 1024, 1),
             max_rows=_int(env, "MAX_ROWS", 10_000, 1),
+            max_model_bytes=_int(env, "MAX_MODEL_BYTES", DEFAULT_MAX_MODEL_BYTES, 1024),
             cors_allow_origins=_list(env, "CORS_ALLOW_ORIGINS"),
             api_keys=_keys(env, "API_KEYS", 16),
             signing_keys=signing_keys(env),

@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from skserve.errors import IntegrityError
+from skserve.errors import Code, IntegrityError
 from skserve.manifest import Manifest
 
 ALGORITHM = "HMAC-SHA256"
@@ -55,13 +55,13 @@ def verify(manifest: Manifest, keys: Sequence[str]) -> str:
         raise IntegrityError(
             f"manifest of {manifest.version} is not signed, and MODEL_SIGNING_KEY "
             "requires signed models; publish it with MODEL_SIGNING_KEY set",
-            code="signature_invalid",
+            code=Code.SIGNATURE_INVALID,
         )
     if signature.get("alg") != ALGORITHM:
         raise IntegrityError(
             f"manifest of {manifest.version} is signed with {signature.get('alg')!r}; "
             f"only {ALGORITHM} is accepted",
-            code="signature_invalid",
+            code=Code.SIGNATURE_INVALID,
         )
     matched = ""
     for key in keys:
@@ -72,6 +72,6 @@ def verify(manifest: Manifest, keys: Sequence[str]) -> str:
         raise IntegrityError(
             f"manifest of {manifest.version} has a signature that matches none of the "
             f"{len(keys)} configured MODEL_SIGNING_KEY key(s); refusing to load it",
-            code="signature_invalid",
+            code=Code.SIGNATURE_INVALID,
         )
     return matched

@@ -1,18 +1,40 @@
-"""The scikit-learn runtime: unpickle a verified artifact and predict with it."""
+"""The scikit-learn runtime: unpickle a verified artifact and predict with it.
+
+Importing this module imports numpy only; scikit-learn and joblib are imported
+when a version is loaded.
+"""
 
 from __future__ import annotations
 
 import functools
 import io
+import platform
 import warnings
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 
-from skserve.errors import BadRequest, IncompatibleModel
+from skserve.errors import BadRequest, Code, IncompatibleModel
 from skserve.logs import log
 from skserve.manifest import Manifest
+from skserve.runtimes.base import LoadOptions, Prediction
+
+ARTIFACT = "model.pkl"
+
+
+def environment() -> dict[str, str]:
+    """Versions of everything a pickle's compatibility depends on."""
+    import numpy
+    import scipy
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
 
 
 @functools.cache
@@ -24,32 +46,11 @@ def _quiet_feature_name_warning() -> None:
     warnings.filterwarnings("ignore", message="X does not have valid feature names")
 
 
-@dataclass(frozen=True)
-class Prediction:
-    """Model output already converted to JSON types."""
-
-    labels: list[Any]
-    probabilities: list[list[float]] | None = None
-    classes: list[Any] | None = None
-
-    def body(self, *, single: bool) -> dict[str, Any]:
-        """The response keys: the seed's `prediction` for one row, else KServe's."""
-        body: dict[str, Any]
-        if single:
-            body = {"prediction": self.labels[0]}
-            if self.probabilities is not None:
-                body["probabilities"] = self.probabilities[0]
-        else:
-            body = {"predictions": self.labels}
-            if self.probabilities is not None:
-                body["probabilities"] = self.probabilities
-        if self.classes is not None:
-            body["classes"] = self.classes
-        return body
-
-
 class SklearnRuntime:
     """Wraps one fitted estimator or Pipeline described by `manifest`."""
+
+    name: ClassVar[str] = "sklearn"
+    artifact: ClassVar[str] = ARTIFACT
 
     def __init__(self, manifest: Manifest, estimator: Any) -> None:
         self.manifest = manifest
@@ -57,19 +58,20 @@ class SklearnRuntime:
 
     @classmethod
     def load(
-        cls, manifest: Manifest, artifact: bytes, *, allow_version_mismatch: bool
+        cls, manifest: Manifest, files: Mapping[str, bytes], options: LoadOptions
     ) -> SklearnRuntime:
-        """Unpickle `artifact`; the caller has already checked its SHA-256."""
+        """Unpickle the artifact; the caller has already checked its SHA-256."""
         import joblib
         import sklearn
 
+        artifact = files[ARTIFACT]
         built_with = (manifest.data.get("environment") or {}).get("scikit-learn")
         if built_with != sklearn.__version__:
             detail = (
                 f"model {manifest.version} was pickled with scikit-learn {built_with}, "
                 f"this function runs scikit-learn {sklearn.__version__}"
             )
-            if not allow_version_mismatch:
+            if not options.allow_version_mismatch:
                 raise IncompatibleModel(
                     f"{detail}; retrain it with {sklearn.__version__}, or set "
                     "ALLOW_SKLEARN_VERSION_MISMATCH=true at your own risk"
@@ -108,7 +110,7 @@ class SklearnRuntime:
         classes = getattr(self.estimator, "classes_", None)
         return None if classes is None else np.asarray(classes).tolist()
 
-    def predict(self, rows: np.ndarray, *, probabilities: bool = False) -> Prediction:
+    def predict(self, matrix: np.ndarray, *, probabilities: bool) -> Prediction:
         """Predict labels (and class probabilities when asked) for a 2-D float array."""
         if probabilities and (
             self.manifest.task != "classification"
@@ -117,28 +119,28 @@ class SklearnRuntime:
             raise BadRequest(
                 "this model does not give probabilities "
                 f'(task: {self.manifest.task}); remove "probabilities"',
-                code="probabilities_unsupported",
+                code=Code.PROBABILITIES_UNSUPPORTED,
             )
         try:
             # Overflow is reported below as a 400, not warned about per request.
             with np.errstate(over="ignore", invalid="ignore"):
-                labels = self.estimator.predict(rows)
-                proba = self.estimator.predict_proba(rows) if probabilities else None
+                labels = self.estimator.predict(matrix)
+                proba = self.estimator.predict_proba(matrix) if probabilities else None
         except ValueError as exc:  # e.g. finite in float64, infinite in float32
             raise BadRequest(
                 f"the model cannot use these values: {str(exc).splitlines()[0][:200]}",
-                code="invalid_value",
+                code=Code.INVALID_VALUE,
             ) from None
         for output in (labels, proba):
             if output is not None and _has_non_finite(output):
                 raise BadRequest(
                     "the model's output for these values is not a finite number; "
                     "check their magnitude",
-                    code="invalid_value",
+                    code=Code.INVALID_VALUE,
                 )
         return Prediction(
-            labels=np.asarray(labels).tolist(),
-            probabilities=None if proba is None else np.asarray(proba).tolist(),
+            labels=np.asarray(labels),
+            probabilities=None if proba is None else np.asarray(proba, np.float64),
             classes=self.classes if probabilities else None,
         )
 

@@ -1,0 +1,67 @@
+"""The interface every request protocol implements: routes, decoding, encoding,
+and its own error body.
+
+A protocol never loads files or imports a model library: it asks its context for
+the model and hands the runtime a float64 matrix.
+"""
+
+from __future__ import annotations
+
+import typing
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import flask
+from werkzeug.routing import Rule
+
+from skserve.errors import ServingError
+from skserve.loader import LoadedModel
+from skserve.settings import Settings
+
+Endpoint = Callable[..., flask.Response]
+
+
+class Context(typing.Protocol):
+    """What the service offers every protocol."""
+
+    settings: Settings
+
+    def model(self, request: flask.Request) -> LoadedModel:
+        """The model to answer `request` with, loading it if needed (503 if it
+        cannot); recorded so the answer's X-Model-Version names it."""
+        ...
+
+    def current(self) -> LoadedModel | None:
+        """The loaded model, or None; never loads."""
+        ...
+
+
+class Protocol(ABC):
+    """A request protocol served beside the others on the function's URL."""
+
+    name: ClassVar[str]
+    # Paths whose errors this protocol renders even when no rule matched; the
+    # longest matching prefix wins, and "" makes a protocol the fallback.
+    prefix: ClassVar[str]
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    @abstractmethod
+    def rules(self) -> list[Rule]:
+        """Routes whose endpoints are this protocol's bound methods, each called
+        as endpoint(request, **path_arguments)."""
+
+    def public(self) -> frozenset[Endpoint]:
+        """Endpoints that need no API key (liveness probes)."""
+        return frozenset()
+
+    @abstractmethod
+    def error_response(self, error: ServingError) -> flask.Response:
+        """Render `error` as this protocol's error body, with its status and the
+        error's headers (Allow, Retry-After, WWW-Authenticate)."""
+
+    @abstractmethod
+    def no_route(self, path: str) -> str:
+        """The 404 message for an unknown path, saying what exists."""

@@ -1,0 +1,202 @@
+"""Protocol v1, the function's own JSON API: `POST /predict` (and `/`), `GET /health`,
+`GET /metadata`, `GET /openapi.json`; errors `{"error": {"code", "message"}}`.
+
+The seed tutorial's `{"features": [...]}` -> `{"prediction": N}` is its core;
+`{"instances": [...]}` -> `{"predictions": [...]}` is the Vertex AI / KServe v1 shape.
+Bodies are parsed and checked for shape before the model is loaded, so malformed
+requests never wait for it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import flask
+from werkzeug.routing import Rule
+
+from skserve.errors import BadRequest, Code, PayloadTooLarge, ServingError
+from skserve.http import json_response, read_body, require_json
+from skserve.protocols.base import Endpoint, Protocol
+from skserve.rows import to_matrix
+from skserve.runtimes import Prediction
+
+OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
+
+
+class V1Protocol(Protocol):
+    """The seed-compatible JSON API."""
+
+    name: ClassVar[str] = "v1"
+    prefix: ClassVar[str] = ""  # the fallback: renders errors of unknown paths
+
+    def rules(self) -> list[Rule]:
+        return [
+            Rule("/", methods=["POST"], endpoint=self.predict),
+            Rule("/predict", methods=["POST"], endpoint=self.predict),
+            Rule("/health", methods=["GET"], endpoint=self.health),
+            Rule("/metadata", methods=["GET"], endpoint=self.metadata),
+            Rule("/openapi.json", methods=["GET"], endpoint=self.openapi),
+        ]
+
+    def public(self) -> frozenset[Endpoint]:
+        return frozenset({self.health})
+
+    def error_response(self, error: ServingError) -> flask.Response:
+        return self.render(error)
+
+    @staticmethod
+    def render(error: ServingError) -> flask.Response:
+        """{"error": {"code", "message"}}: also how errors are answered before a
+        service exists (a bad setting) or outside it (functions-framework's own)."""
+        body = {"error": {"code": str(error.code), "message": error.message}}
+        return json_response(body, error.status, error.headers())
+
+    def no_route(self, path: str) -> str:
+        return f"no route {path}; use POST /predict, GET /health or GET /metadata"
+
+    def health(self, request: flask.Request) -> flask.Response:
+        """Liveness only: never touches the model or the store."""
+        return json_response({"status": "ok"})
+
+    def openapi(self, request: flask.Request) -> flask.Response:
+        """The OpenAPI document shipped beside the package."""
+        return flask.Response(OPENAPI.read_bytes(), mimetype="application/json")
+
+    def metadata(self, request: flask.Request) -> flask.Response:
+        """The loaded model's manifest facts (loading it if needed)."""
+        model = self.context.model(request)
+        facts = {k: v for k, v in model.manifest.data.items() if k != "signature"}
+        body = {
+            **facts,
+            "model_version": model.version,
+            "served_by": model.runtime.name,
+        }
+        return json_response(body)
+
+    def predict(self, request: flask.Request) -> flask.Response:
+        """`features` (one row) or `instances` (a batch) -> predictions."""
+        settings = self.context.settings
+        require_json(request)
+        payload = parse_payload(
+            read_body(request, settings.max_body_bytes), max_rows=settings.max_rows
+        )
+        model = self.context.model(request)
+        manifest = model.manifest
+        matrix = to_matrix(
+            payload.rows,
+            single=payload.single,
+            n_features=manifest.n_features,
+            feature_names=manifest.feature_names,
+        )
+        request.environ["skserve.rows"] = len(matrix)
+        result = model.runtime.predict(matrix, probabilities=payload.probabilities)
+        body = {**encode(result, single=payload.single), "model_version": model.version}
+        return json_response(body)
+
+
+def encode(prediction: Prediction, *, single: bool) -> dict[str, Any]:
+    """The answer's keys: the seed's `prediction` for one row, else KServe's
+    `predictions`; labels keep their JSON type (int, str or float)."""
+    labels = prediction.labels.tolist()
+    probabilities = (
+        None if prediction.probabilities is None else prediction.probabilities.tolist()
+    )
+    body: dict[str, Any]
+    if single:
+        body = {"prediction": labels[0]}
+        if probabilities is not None:
+            body["probabilities"] = probabilities[0]
+    else:
+        body = {"predictions": labels}
+        if probabilities is not None:
+            body["probabilities"] = probabilities
+    if prediction.classes is not None:
+        body["classes"] = prediction.classes
+    return body
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A structurally valid request: one row (`features`) or a batch (`instances`)."""
+
+    rows: list[list[Any] | dict[str, Any]]
+    single: bool
+    probabilities: bool
+
+
+def parse_payload(body: bytes, *, max_rows: int) -> Payload:
+    """Decode the JSON body and check its shape; BadRequest/PayloadTooLarge if not."""
+    try:
+        data = json.loads(body, object_pairs_hook=_unique_keys)
+    except UnicodeDecodeError:
+        raise BadRequest(
+            "body is not UTF-8 encoded JSON", code=Code.INVALID_JSON
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+            code=Code.INVALID_JSON,
+        ) from None
+    except RecursionError:
+        raise BadRequest("JSON is nested too deeply", code=Code.INVALID_JSON) from None
+    except ValueError as exc:  # duplicate keys; integers beyond Python's digit limit
+        raise BadRequest(f"unusable JSON: {exc}", code=Code.INVALID_JSON) from None
+    if not isinstance(data, dict):
+        raise BadRequest(
+            'body must be a JSON object such as {"features": [...]}',
+            code=Code.INVALID_REQUEST,
+        )
+    probabilities = data.get("probabilities", False)
+    if not isinstance(probabilities, bool):
+        raise BadRequest(
+            '"probabilities" must be true or false', code=Code.INVALID_REQUEST
+        )
+    if ("features" in data) == ("instances" in data):
+        raise BadRequest(
+            'send either "features" (one row) or "instances" (a list of rows)'
+            + (", not both" if "features" in data else ""),
+            code=Code.MISSING_INPUT,
+        )
+    if "features" in data:
+        row = data["features"]
+        if not isinstance(row, list | dict):
+            raise BadRequest(
+                '"features" must be a list of numbers or an object of named numbers',
+                code=Code.INVALID_REQUEST,
+            )
+        return Payload([row], single=True, probabilities=probabilities)
+    rows = data["instances"]
+    if not isinstance(rows, list):
+        raise BadRequest(
+            '"instances" must be a list of rows', code=Code.INVALID_REQUEST
+        )
+    if not rows:
+        raise BadRequest(
+            '"instances" is empty; send at least one row', code=Code.EMPTY_BATCH
+        )
+    if len(rows) > max_rows:
+        raise PayloadTooLarge(
+            f"{len(rows)} rows exceed MAX_ROWS={max_rows}; split the batch",
+            code=Code.TOO_MANY_ROWS,
+        )
+    for i, row in enumerate(rows):
+        if not isinstance(row, list | dict):
+            raise BadRequest(
+                f"instances[{i}] must be a list of numbers or an object of named "
+                "numbers",
+                code=Code.INVALID_REQUEST,
+            )
+    return Payload(rows, single=False, probabilities=probabilities)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse duplicate keys: which value was meant is ambiguous."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {duplicate[:40]!r}")
+    return data

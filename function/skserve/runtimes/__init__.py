@@ -1,0 +1,50 @@
+"""Model runtimes behind one small interface, chosen by name and imported lazily.
+
+A runtime's heavy imports (scikit-learn, onnxruntime) happen only when a version
+that needs it is loaded: the registry names classes, it does not import them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from skserve.errors import IncompatibleModel
+from skserve.runtimes.base import LoadOptions, Prediction, Runtime
+
+# name -> "module:Class". Adding a runtime: one file here plus one line below.
+RUNTIMES = {
+    "sklearn": "skserve.runtimes.sklearn:SklearnRuntime",
+    "onnx": "skserve.runtimes.onnx:OnnxRuntime",
+}
+DEFAULT_RUNTIME = "sklearn"  # what a manifest that names no runtime was made for
+RUNTIME_CHOICES = ("auto", *RUNTIMES)  # MODEL_RUNTIME's values
+
+
+def runtime_class(name: str) -> type[Runtime]:
+    """The class registered as `name`, imported now; IncompatibleModel if `name`
+    is unknown or its libraries are not installed."""
+    target = RUNTIMES.get(name)
+    if target is None:
+        raise IncompatibleModel(
+            f"unknown model runtime {name!r}; this function has "
+            f"{', '.join(sorted(RUNTIMES))}"
+        )
+    module, _, cls = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), cls)
+    except ImportError as exc:
+        raise IncompatibleModel(
+            f"the {name} runtime is not installed here ({exc.name or exc}); "
+            "deploy with the requirements that include it"
+        ) from None
+
+
+__all__ = [
+    "DEFAULT_RUNTIME",
+    "RUNTIMES",
+    "RUNTIME_CHOICES",
+    "LoadOptions",
+    "Prediction",
+    "Runtime",
+    "runtime_class",
+]

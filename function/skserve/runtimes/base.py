@@ -1,0 +1,56 @@
+"""The interface every model runtime implements: verified files in, arrays out.
+
+A runtime never sees HTTP or JSON: protocols turn its `Prediction` into answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from skserve.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What a runtime may need from the settings when it loads a version."""
+
+    allow_version_mismatch: bool = False
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One batch's output, in the model's own types.
+
+    `labels` has one entry per row: class labels with the dtype of the classes the
+    manifest lists (int64, float64 or str), or float64 regression values.
+    `probabilities` is (rows, classes) float64, columns ordered as `classes`.
+    """
+
+    labels: np.ndarray
+    probabilities: np.ndarray | None = None
+    classes: list[Any] | None = None  # JSON types, as in the manifest
+
+
+class Runtime(Protocol):
+    """Loads one verified version and predicts with it; must be thread-safe."""
+
+    name: ClassVar[str]  # the MODEL_RUNTIME value and the log's `runtime` field
+    artifact: ClassVar[str]  # the version's file this runtime loads
+
+    @classmethod
+    def load(
+        cls, manifest: Manifest, files: Mapping[str, bytes], options: LoadOptions
+    ) -> Runtime:
+        """Build from `files` (name -> bytes), every one already checked against
+        `manifest`; IncompatibleModel if this runtime cannot use them."""
+        ...
+
+    def predict(self, matrix: np.ndarray, *, probabilities: bool) -> Prediction:
+        """Predict for a (rows, n_features) float64 matrix; BadRequest if the
+        model cannot use these values or cannot give probabilities."""
+        ...
