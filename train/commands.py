@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import pickle
 import sys
+from pathlib import Path
 from typing import Any
 
 from skserve.errors import ObjectNotFound
-from skserve.manifest import LATEST, MANIFEST, Manifest
+from skserve.loader import LATEST_MAX_BYTES
+from skserve.manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, Manifest
 from skserve.settings import signing_keys
 from skserve.storage import Store, join_uri, open_store
 from train.artifact import describe, load_estimator
@@ -89,7 +91,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         **describe(model),
         "target": None,
         "metrics": {},
-        "training": {"source": f"file:{args.file}", "rows": None},
+        # The file's name only: the publisher's own paths are not the world's.
+        "training": {"source": f"file:{Path(args.file).name}", "rows": None},
     }
     return _publish(args, data, facts)
 
@@ -98,7 +101,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Versions newest first, with metrics; `*` marks the one LATEST names."""
     model_uri, store = _model_store(args)
     try:
-        latest = store.read(LATEST).decode().strip()
+        latest = store.read(LATEST, max_bytes=LATEST_MAX_BYTES).decode().strip()
     except ObjectNotFound:
         latest = None
     versions = sorted(
@@ -113,7 +116,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"error: no versions published at {model_uri}", file=sys.stderr)
         return 1
     for version in versions:
-        manifest = Manifest.from_bytes(store.read(f"versions/{version}/{MANIFEST}"))
+        raw = store.read(f"versions/{version}/{MANIFEST}", max_bytes=MAX_MANIFEST_BYTES)
+        manifest = Manifest.from_bytes(raw)
         metrics = manifest.data.get("metrics") or {}
         mark = "*" if version == latest else " "
         shown = " ".join(f"{k}={v}" for k, v in metrics.items()) or "-"

@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from skserve.errors import IntegrityError, ObjectNotFound, PreconditionFailed
+from skserve.loader import LATEST_MAX_BYTES, read_artifact
 from skserve.manifest import (
     LATEST,
     MANIFEST,
+    MAX_MANIFEST_BYTES,
     Manifest,
     check_version,
     new_version,
@@ -71,7 +73,7 @@ def publish(
         store.write(version_key(version, file), data, if_absent=True)
     store.write(version_key(version, MANIFEST), manifest.to_bytes(), if_absent=True)
     # Read all back: LATEST must never point at a version a reader cannot verify.
-    written = Manifest.from_bytes(store.read(version_key(version, MANIFEST)))
+    written = _read_manifest(store, version)
     if written.data != manifest.data:
         raise IntegrityError(f"manifest of {version} did not read back as written")
     _verify_files(store, written)
@@ -89,14 +91,12 @@ def promote_version(
     concurrent publishers cannot silently overwrite each other. With signing
     keys, an unsigned or mis-signed version cannot be promoted.
     """
-    manifest = Manifest.from_bytes(
-        store.read(version_key(check_version(version), MANIFEST))
-    )
+    manifest = _read_manifest(store, check_version(version))
     if signing_keys:
         verify(manifest, signing_keys)
     _verify_files(store, manifest)
     try:
-        raw, token = store.read_token(LATEST)
+        raw, token = store.read_token(LATEST, max_bytes=LATEST_MAX_BYTES)
         previous: str | None = raw.decode("utf-8", "replace").strip()
     except ObjectNotFound:
         token, previous = None, None
@@ -106,7 +106,8 @@ def promote_version(
         )
     except PreconditionFailed:
         # A retried conditional write may find our own first attempt in place.
-        if store.read(LATEST).decode("utf-8", "replace").strip() == version:
+        now = store.read(LATEST, max_bytes=LATEST_MAX_BYTES)
+        if now.decode("utf-8", "replace").strip() == version:
             return previous
         raise PreconditionFailed(
             f"LATEST was moved by another publisher while promoting {version}; "
@@ -118,4 +119,9 @@ def promote_version(
 def _verify_files(store: Store, manifest: Manifest) -> None:
     """Every file the manifest lists is in the store, byte for byte."""
     for file in manifest.files:
-        manifest.verify(file, store.read(version_key(manifest.version, file)))
+        manifest.verify(file, read_artifact(store, manifest, file, None))
+
+
+def _read_manifest(store: Store, version: str) -> Manifest:
+    raw = store.read(version_key(version, MANIFEST), max_bytes=MAX_MANIFEST_BYTES)
+    return Manifest.from_bytes(raw)

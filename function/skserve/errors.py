@@ -142,6 +142,12 @@ class ObjectTooLarge(StoreError):
         super().__init__(message)
         self.size = size  # bytes, when the store knows
 
+    def public_message(self) -> str:
+        return (
+            "a published file is larger than this function reads (its manifest "
+            "or MAX_MODEL_BYTES); the function's log names it"
+        )
+
 
 class PreconditionFailed(StoreError):
     """A conditional write lost a race with another writer."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from skserve.errors import IncompatibleModel, IntegrityError
-from skserve.logs import log
+from skserve.errors import IncompatibleModel, IntegrityError, ObjectTooLarge
+from skserve.logs import clip, log
 from skserve.manifest import (
     LATEST,
     MANIFEST,
+    MAX_MANIFEST_BYTES,
     Manifest,
     check_version,
     version_key,
@@ -21,6 +22,8 @@ from skserve.manifest import (
 from skserve.runtimes import LoadOptions, Runtime, runtime_class
 from skserve.signing import verify
 from skserve.storage import Store
+
+LATEST_MAX_BYTES = 1024  # a version id and a newline; anything longer is not one
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,41 @@ class LoadedModel:
 
 def read_latest(store: Store) -> str:
     """The promoted version id of the model rooted at `store`."""
-    return check_version(store.read(LATEST).decode("utf-8", "replace").strip())
+    text = store.read(LATEST, max_bytes=LATEST_MAX_BYTES)
+    text = text.decode("utf-8", "replace").strip()
+    try:
+        return check_version(text)
+    except IntegrityError:
+        # What LATEST holds is stored bytes: the log may see some, clients none.
+        log("ERROR", f"LATEST holds no version id: {clip(repr(text), 100)}")
+        raise IntegrityError(
+            "LATEST does not hold a valid model version id; promote a version "
+            "with `python -m train promote`"
+        ) from None
+
+
+def read_artifact(
+    store: Store, manifest: Manifest, file: str, max_model_bytes: int | None
+) -> bytes:
+    """One file of a version, never more bytes than its manifest lists (nor than
+    MAX_MODEL_BYTES): a bigger object is refused, from its stored size when the
+    store knows it, without downloading it whole."""
+    entry = manifest.files.get(file)
+    size = entry.get("bytes") if isinstance(entry, dict) else None
+    if type(size) is not int or size < 0:
+        raise IntegrityError(f"manifest of {manifest.version} lists no size for {file}")
+    if max_model_bytes is not None and size > max_model_bytes:
+        raise IncompatibleModel(
+            f"{file} of {manifest.version} is {size} bytes, over "
+            f"MAX_MODEL_BYTES={max_model_bytes}; raise the setting to serve it"
+        )
+    try:
+        return store.read(version_key(manifest.version, file), max_bytes=size)
+    except ObjectTooLarge:
+        raise IntegrityError(
+            f"{file} of {manifest.version} is larger than its manifest says; "
+            "refusing to load it"
+        ) from None
 
 
 def choose_runtime(manifest: Manifest, setting: str) -> type[Runtime]:
@@ -72,6 +109,7 @@ def fetch_model(
     runtime: str = "auto",
     options: LoadOptions | None = None,
     signing_keys: Sequence[str] = (),
+    max_model_bytes: int | None = None,
 ) -> LoadedModel:
     """Download `version`, verify its signature (when keys are set) and the
     runtime's file against its manifest, and only then build the runtime.
@@ -79,19 +117,22 @@ def fetch_model(
     `name` (the last segment of MODEL_URI) must match the manifest's, so a signed
     version of one model cannot be copied in to serve as another.
     """
-    manifest = Manifest.from_bytes(store.read(version_key(version, MANIFEST)))
+    manifest = Manifest.from_bytes(
+        store.read(version_key(version, MANIFEST), max_bytes=MAX_MANIFEST_BYTES)
+    )
     if signing_keys:
         signed_by = verify(manifest, signing_keys)  # before any artifact is fetched
         log("INFO", f"manifest of {version} signed by key {signed_by}")
     if manifest.version != version:
         raise IntegrityError(f"manifest under {version} describes {manifest.version}")
     if name is not None and manifest.data.get("name") != name:
+        shown = clip(repr(manifest.data.get("name")), 100)
+        log("ERROR", f"version {version} was published as model {shown}")
         raise IntegrityError(
-            f"version {version} belongs to model {manifest.data.get('name')!r}, "
-            f"not {name!r}"
+            f"version {version} was published for another model, not {name!r}"
         )
     chosen = choose_runtime(manifest, runtime)
-    artifact = store.read(version_key(version, chosen.artifact))
+    artifact = read_artifact(store, manifest, chosen.artifact, max_model_bytes)
     manifest.verify(chosen.artifact, artifact)  # before anything is deserialised
     return LoadedModel(
         manifest, chosen.load(manifest, {chosen.artifact: artifact}, options)

@@ -69,7 +69,10 @@ class Manifest:
             raise IntegrityError(f"manifest.json lacks {', '.join(missing)}")
         if data["task"] not in TASKS or not isinstance(data["files"], dict):
             raise IntegrityError("manifest.json has an invalid task or files entry")
-        check_version(str(data["version"]))
+        if not isinstance(data["version"], str) or not _VERSION_RE.match(
+            data["version"]
+        ):
+            raise IntegrityError("manifest.json has an invalid version id")
         if not all(isinstance(f, str) and _FILE_RE.match(f) for f in data["files"]):
             raise IntegrityError("manifest.json lists a file with an unsafe name")
         return cls(data)
@@ -113,14 +116,17 @@ class Manifest:
         entry = self.files.get(filename)
         if not isinstance(entry, dict) or "sha256" not in entry:
             raise IntegrityError(f"manifest of {self.version} does not list {filename}")
-        if entry.get("bytes") != len(data):
+        refusing = "unpickle" if filename.endswith(".pkl") else "load"
+        size = entry.get("bytes")
+        if size != len(data):
+            says = f"{size}" if type(size) is int else "an invalid size"
             raise IntegrityError(
                 f"{filename} of {self.version} is {len(data)} bytes, "
-                f"manifest says {entry.get('bytes')}; refusing to unpickle it"
+                f"manifest says {says}; refusing to {refusing} it"
             )
         expected = str(entry["sha256"]).encode("utf-8", "replace")
         if not hmac.compare_digest(sha256_hex(data).encode(), expected):
             raise IntegrityError(
                 f"{filename} of {self.version} does not match its SHA-256 in the "
-                "manifest; refusing to unpickle it"
+                f"manifest; refusing to {refusing} it"
             )

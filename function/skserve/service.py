@@ -43,6 +43,7 @@ class Service:
                     allow_version_mismatch=settings.allow_version_mismatch
                 ),
                 signing_keys=settings.signing_keys,
+                max_model_bytes=settings.max_model_bytes,
             ),
             lambda: read_latest(self.store),
             pinned=location.pinned,

@@ -59,7 +59,7 @@ def verify(manifest: Manifest, keys: Sequence[str]) -> str:
         )
     if signature.get("alg") != ALGORITHM:
         raise IntegrityError(
-            f"manifest of {manifest.version} is signed with {signature.get('alg')!r}; "
+            f"manifest of {manifest.version} is signed with another algorithm; "
             f"only {ALGORITHM} is accepted",
             code=Code.SIGNATURE_INVALID,
         )

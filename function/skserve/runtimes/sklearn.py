@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import io
 import platform
+import re
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -16,11 +17,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from skserve.errors import BadRequest, Code, IncompatibleModel
-from skserve.logs import log
+from skserve.logs import clip, log
 from skserve.manifest import Manifest
 from skserve.runtimes.base import LoadOptions, Prediction
 
 ARTIFACT = "model.pkl"
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+-]{0,39}")
 
 
 def environment() -> dict[str, str]:
@@ -67,6 +69,8 @@ class SklearnRuntime:
         artifact = files[ARTIFACT]
         built_with = (manifest.data.get("environment") or {}).get("scikit-learn")
         if built_with != sklearn.__version__:
+            if not (isinstance(built_with, str) and _VERSION.fullmatch(built_with)):
+                built_with = "an unknown version"  # stored text is never echoed
             detail = (
                 f"model {manifest.version} was pickled with scikit-learn {built_with}, "
                 f"this function runs scikit-learn {sklearn.__version__}"
@@ -87,12 +91,17 @@ class SklearnRuntime:
             )
             log("ERROR", f"cannot unpickle model {manifest.version}: {exc!r}")
             raise IncompatibleModel(
-                f"cannot unpickle model {manifest.version}: {type(exc).__name__}"
-                + (f" (module {missing!r} is not installed)" if missing else "")
+                f"cannot unpickle model {manifest.version}: "
+                f"{clip(type(exc).__name__, 60)}"
+                + (
+                    f" (module {clip(missing, 60)!r} is not installed)"
+                    if missing
+                    else ""
+                )
             ) from None
         if not callable(getattr(estimator, "predict", None)):
             raise IncompatibleModel(
-                f"model {manifest.version} is a {type(estimator).__name__}, "
+                f"model {manifest.version} is a {clip(type(estimator).__name__, 60)}, "
                 "not an estimator with predict()"
             )
         fitted = getattr(estimator, "n_features_in_", manifest.n_features)

@@ -1,40 +1,38 @@
-"""Google Cloud Storage. The emulator is picked up from STORAGE_EMULATOR_HOST."""
+"""Google Cloud Storage: a bounded read checks the blob's size before its body.
+
+The emulator is picked up from STORAGE_EMULATOR_HOST.
+"""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
+import io
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from skserve.errors import ObjectNotFound, PreconditionFailed, StoreError
-from skserve.storage.base import Store
+from skserve.storage.base import PrefixedStore, check_size, too_large
 
 _TIMEOUT = (5, 60)  # (connect, read) seconds
 
 
-class GCSStore(Store):
+class GCSStore(PrefixedStore):
     """Objects under gs://bucket/prefix; the client is made on first use."""
 
-    def __init__(self, bucket: str, prefix: str) -> None:
-        self.bucket_name = bucket
-        self.prefix = prefix
-        self.uri = f"gs://{bucket}/{prefix}".rstrip("/")
-        self._bucket: Any = None
-        self._lock = threading.Lock()
+    scheme = "gs"
 
-    def _gcs_bucket(self) -> Any:
-        if self._bucket is None:
-            with self._lock:
-                if self._bucket is None:
-                    from google.cloud import storage
+    def _make_client(self) -> Any:
+        from google.cloud import storage
 
-                    with self._errors("connect to", ""):
-                        self._bucket = storage.Client().bucket(self.bucket_name)
-        return self._bucket
+        with self._errors("connect to", ""):
+            return storage.Client().bucket(self.bucket)
 
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
+    def _not_found(self, key: str) -> ObjectNotFound:
+        # A download's 404 does not say whether the object or the bucket is
+        # missing; say both rather than spend a request finding out.
+        return ObjectNotFound(
+            f"{self._where(key)} does not exist (or bucket {self.bucket} does not)"
+        )
 
     @contextmanager
     def _errors(self, what: str, key: str) -> Iterator[None]:
@@ -43,17 +41,14 @@ class GCSStore(Store):
         from google.cloud.storage.exceptions import DataCorruption, InvalidResponse
         from requests.exceptions import RequestException
 
-        where = f"gs://{self.bucket_name}/{self._key(key)}"
         try:
             yield
         except api.NotFound:
-            # A download's 404 does not say whether the object or the bucket is
-            # missing; say both rather than spend a request finding out.
-            raise ObjectNotFound(
-                f"{where} does not exist (or bucket {self.bucket_name} does not)"
-            ) from None
+            raise self._not_found(key) from None
         except api.PreconditionFailed:
-            raise PreconditionFailed(f"{where} was changed by another writer") from None
+            raise PreconditionFailed(
+                f"{self._where(key)} was changed by another writer"
+            ) from None
         except (
             api.GoogleAPIError,
             GoogleAuthError,
@@ -61,7 +56,7 @@ class GCSStore(Store):
             DataCorruption,  # a download whose checksum did not match
             InvalidResponse,
         ) as exc:
-            raise StoreError(f"cannot {what} {where}: {exc}") from None
+            raise StoreError(f"cannot {what} {self._where(key)}: {exc}") from None
 
     def _retry(self) -> Any:
         from google.cloud.storage.retry import DEFAULT_RETRY
@@ -71,27 +66,36 @@ class GCSStore(Store):
         # Our writes are all conditional, so retrying them is safe.
         return DEFAULT_RETRY.with_timeout(10.0)
 
-    def read(self, key: str) -> bytes:
-        with self._errors("read", key):
-            blob = self._gcs_bucket().blob(self._key(key))
-            return blob.download_as_bytes(timeout=_TIMEOUT, retry=self._retry())
+    def _download(self, blob: Any, key: str, max_bytes: int | None, **kw: Any) -> bytes:
+        sink = _BoundedSink(self._where(key), max_bytes)
+        blob.download_to_file(sink, timeout=_TIMEOUT, retry=self._retry(), **kw)
+        return sink.getvalue()
 
-    def read_token(self, key: str) -> tuple[bytes, str]:
+    def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None:
+            return self._get(key, max_bytes)[0]
+        with self._errors("read", key):  # one request: no metadata needed
+            return self._download(self._client().blob(self._key(key)), key, None)
+
+    def read_token(
+        self, key: str, *, max_bytes: int | None = None
+    ) -> tuple[bytes, str]:
+        return self._get(key, max_bytes)
+
+    def _get(self, key: str, max_bytes: int | None) -> tuple[bytes, str]:
+        """The blob's metadata first (its generation, its stored size), then the
+        body of that generation."""
         with self._errors("read", key):
-            blob = self._gcs_bucket().get_blob(
+            blob = self._client().get_blob(
                 self._key(key), timeout=_TIMEOUT, retry=self._retry()
             )
             if blob is None:
-                raise ObjectNotFound(
-                    f"gs://{self.bucket_name}/{self._key(key)} does not exist"
-                )
+                raise self._not_found(key)
+            check_size(self._where(key), blob.size, max_bytes)
             # Keep the generation we read: a download may reset it from headers.
+            # Downloading that generation also means downloading the size checked.
             generation = blob.generation
-            data = blob.download_as_bytes(
-                timeout=_TIMEOUT,
-                retry=self._retry(),
-                if_generation_match=generation,
-            )
+            data = self._download(blob, key, max_bytes, if_generation_match=generation)
             return data, str(generation)
 
     def write(
@@ -109,10 +113,8 @@ class GCSStore(Store):
             if not if_token.isdigit():
                 raise StoreError(f"invalid GCS generation token {if_token!r}")
             condition["if_generation_match"] = int(if_token)
-        upload: Callable[..., None]
         with self._errors("write", key):
-            upload = self._gcs_bucket().blob(self._key(key)).upload_from_string
-            upload(
+            self._client().blob(self._key(key)).upload_from_string(
                 data,
                 content_type=_content_type(key),
                 timeout=_TIMEOUT,
@@ -121,18 +123,32 @@ class GCSStore(Store):
             )
 
     def list(self, prefix: str) -> list[str]:
-        full = self._key(_folder(prefix)) if prefix.strip("/") else self._key("")
-        strip = len(self.prefix) + 1 if self.prefix else 0
         with self._errors("list", prefix):
-            blobs = self._gcs_bucket().client.list_blobs(
-                self.bucket_name, prefix=full, timeout=_TIMEOUT, retry=self._retry()
+            blobs = self._client().client.list_blobs(
+                self.bucket,
+                prefix=self._folder(prefix),
+                timeout=_TIMEOUT,
+                retry=self._retry(),
             )
-            return [blob.name[strip:] for blob in blobs]
+            return [self._relative(blob.name) for blob in blobs]
 
 
-def _folder(prefix: str) -> str:
-    """`versions` and `versions/` both mean the folder, never `versions2/`."""
-    return prefix.strip("/") + "/"
+class _BoundedSink(io.BytesIO):
+    """A download target that refuses the chunk taking it past `max_bytes`.
+
+    The stored size is checked first; this catches what it cannot: a blob
+    served gzip-transcoded inflates past its stored size while downloading.
+    """
+
+    def __init__(self, where: str, max_bytes: int | None) -> None:
+        super().__init__()
+        self._where = where
+        self._max_bytes = max_bytes
+
+    def write(self, data: Any, /) -> int:
+        if self._max_bytes is not None and self.tell() + len(data) > self._max_bytes:
+            raise too_large(self._where, self._max_bytes)
+        return super().write(data)
 
 
 def _content_type(key: str) -> str:

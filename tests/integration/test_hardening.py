@@ -1,0 +1,205 @@
+"""What an attacker with a bucket, a long path or a hostile body can reach: each
+test here failed before the fix it names (issue: hardening, round 2)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from skserve.manifest import LATEST, MANIFEST, Manifest
+from tests.support import SEED_FEATURES, call
+from train.cli import main as train
+
+SECRET = "s3://private-bucket/some/secret/location"
+
+
+def _version(store: Path) -> str:
+    return (store / LATEST).read_text().strip()
+
+
+def test_latest_holding_a_location_never_reaches_the_client(
+    served: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (served / LATEST).write_text(SECRET)
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    assert "private-bucket" not in response.get_data(as_text=True)
+    assert (
+        "LATEST does not hold a valid model version id"
+        in (response.get_json()["error"]["message"])
+    )
+    assert "private-bucket" in capsys.readouterr().out  # the log has it
+
+
+def test_a_huge_manifest_name_is_not_echoed(served: Path) -> None:
+    version = _version(served)
+    path = served / "versions" / version / MANIFEST
+    manifest = Manifest.from_bytes(path.read_bytes())
+    manifest.data["name"] = "n" * 200_000
+    path.write_bytes(manifest.to_bytes())
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    assert len(response.get_data()) < 1000
+    assert "nnnnnnnnnn" not in response.get_data(as_text=True)
+    assert "published for another model" in response.get_json()["error"]["message"]
+
+
+def test_a_stored_sklearn_version_is_not_echoed(served: Path) -> None:
+    version = _version(served)
+    path = served / "versions" / version / MANIFEST
+    manifest = Manifest.from_bytes(path.read_bytes())
+    manifest.data["environment"]["scikit-learn"] = "<script>" + "x" * 10_000
+    path.write_bytes(manifest.to_bytes())
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    message = response.get_json()["error"]["message"]
+    assert "<script>" not in message and "xxxxxxxx" not in message
+    assert "an unknown version" in message
+
+
+# werkzeug refuses to build such a header itself, so it goes in the WSGI environ
+# as a server would put it there.
+NEWLINE_ID = {"HTTP_X_REQUEST_ID": "abc\n"}
+
+
+def test_a_request_id_with_a_trailing_newline_is_replaced(served: Path) -> None:
+    import flask
+
+    import main
+
+    context = flask.Flask(__name__).test_request_context(
+        "/health", environ_base=NEWLINE_ID
+    )
+    with context:
+        response = main.predict(flask.request)
+
+    assert response.status_code == 200
+    assert response.headers["X-Request-Id"] not in ("abc", "abc\n")
+    assert len(response.headers["X-Request-Id"]) == 32
+
+
+def test_a_request_id_with_a_trailing_newline_through_the_test_client(
+    client: Any, served: Path
+) -> None:
+    response = client.get("/health", environ_base=NEWLINE_ID)
+
+    assert response.status_code == 200
+    assert "\n" not in response.headers["X-Request-Id"]
+    assert response.headers["X-Request-Id"] != "abc"
+
+
+@pytest.fixture
+def lambda_handler() -> Iterator[Any]:
+    """lambda_main.handler, imported as Lambda's cold start does."""
+    saved_main = sys.modules.get("main")
+    sys.modules.pop("lambda_main", None)
+    module: ModuleType = importlib.import_module("lambda_main")
+    yield module.handler
+    sys.modules.pop("lambda_main", None)
+    if saved_main is not None:
+        sys.modules["main"] = saved_main
+
+
+def test_a_request_id_with_a_trailing_newline_through_the_lambda_handler(
+    lambda_handler: Any, served: Path
+) -> None:
+    event = {
+        "version": "2.0",
+        "routeKey": "GET /health",
+        "rawPath": "/health",
+        "rawQueryString": "",
+        "headers": {"host": "example.com", "x-request-id": "abc\n"},
+        "requestContext": {
+            "http": {
+                "method": "GET",
+                "path": "/health",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+            },
+            "requestId": "r",
+            "routeKey": "GET /health",
+            "stage": "$default",
+        },
+        "isBase64Encoded": False,
+    }
+
+    response = lambda_handler(event, None)
+
+    assert response["statusCode"] == 200
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    assert headers["x-request-id"] not in ("abc", "abc\n")
+
+
+def test_a_long_path_is_echoed_and_logged_bounded(
+    served: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = "/" + "p" * 2_000_000
+
+    response = call("GET", path, headers={"User-Agent": "u" * 100_000})
+
+    assert response.status_code == 404
+    assert len(response.get_data()) < 500
+    lines = [line for line in capsys.readouterr().out.splitlines() if line]
+    assert lines and max(len(line) for line in lines) < 4000
+    assert json.loads(lines[-1])["httpRequest"]["status"] == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"features": [' + b"[]," * 1_000_000 + b"[]]}",
+        b'{"instances": [' + b"{}," * 1_000_000 + b"{}]}",
+    ],
+    ids=["empty lists in a row", "empty objects as rows"],
+)
+def test_a_body_of_empty_containers_is_refused_before_it_is_decoded(
+    served: Path, body: bytes
+) -> None:
+    response = call(data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_request"
+    assert "MAX_ROWS=10000" in response.get_json()["error"]["message"]
+
+
+def test_brackets_inside_strings_do_not_count_against_the_structure_budget(
+    served: Path,
+) -> None:
+    os.environ["MAX_ROWS"] = "1"
+    body = json.dumps({"features": SEED_FEATURES, "note": "[[[[{{{{" * 100})
+
+    response = call(data=body, content_type="application/json")
+
+    assert response.status_code == 200, response.get_json()
+
+
+def test_publishing_a_file_records_its_name_not_the_publishers_path(
+    tmp_path: Path, seed_model: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import joblib
+
+    private = tmp_path / "home" / "alice" / "secret-project"
+    private.mkdir(parents=True)
+    joblib.dump(seed_model, private / "model.pkl")
+
+    code = train(["publish", str(private / "model.pkl"), "--store", str(tmp_path)])
+
+    assert code == 0, capsys.readouterr().err
+    manifest = json.loads(
+        next((tmp_path / "default" / "versions").glob("*/manifest.json")).read_text()
+    )
+    assert manifest["training"]["source"] == "file:model.pkl"
