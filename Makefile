@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 WEB_PORT ?= 8000
 
-.PHONY: run web test test-fast lint format bench clean
+.PHONY: run web chromium test test-fast lint format bench clean
 
 # What serving and training need: the function's pins, the trainer's, and the
 # two packages themselves (editable, from function/ and train/).
@@ -34,11 +34,23 @@ model-store/default/LATEST: | $(BIN)/.installed-run
 run: $(BIN)/.installed-run model-store/default/LATEST
 	$(BIN)/functions-framework --source function/main.py --target predict --port $(PORT)
 
+# The demo page (web/) on :$(WEB_PORT) beside `make run`; start the function with
+# CORS_ALLOW_ORIGINS=http://127.0.0.1:$(WEB_PORT) so the page may call it.
+web:
+	$(PYTHON) -m http.server $(WEB_PORT) --bind 127.0.0.1 --directory web
+
+# Chromium and its driver from Debian, for the browser tests; a no-op once there.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; \
+	fi
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
-test: lint node_modules/.installed
+test: lint node_modules/.installed chromium
 	$(BIN)/python -m pytest
 
 test-fast: $(BIN)/.installed

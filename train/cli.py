@@ -69,12 +69,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--task", choices=TASKS, help="force the task (default: inferred)")
     fit.add_argument("--seed", type=_seed, default=42, help="split and model seed")
-    for sub in (fit, commands.add_parser("publish", help="publish a pickled model")):
+    publish = commands.add_parser("publish", help="publish a pickled model")
+    for sub in (fit, publish):
         _store_args(sub)
         sub.add_argument(
             "--no-promote", action="store_true", help="publish without moving LATEST"
         )
-    commands.choices["publish"].add_argument("file", metavar="FILE.pkl")
+        sub.add_argument(
+            "--no-twin",
+            action="store_true",
+            help="publish the pickle alone, without trying an ONNX twin",
+        )
+    publish.add_argument("file", metavar="FILE.pkl")
+    publish.add_argument(
+        "--holdout",
+        metavar="FILE.csv",
+        help="rows (CSV with a header) the ONNX twin's parity gate checks "
+        "(default: rows made from the model's own scales and splits)",
+    )
+    publish.add_argument("--seed", type=_seed, default=42, help="gate rows' seed")
     _store_args(commands.add_parser("list", help="versions, newest first"))
     promote = commands.add_parser("promote", help="move LATEST (also rollback)")
     promote.add_argument("version")

@@ -9,7 +9,9 @@ import argparse
 import pickle
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from skserve.errors import ObjectNotFound
 from skserve.loader import LATEST_MAX_BYTES
@@ -19,13 +21,38 @@ from skserve.storage import Store, join_uri, open_store
 from train.artifact import describe, load_estimator
 from train.publish import promote_version, publish
 
+if TYPE_CHECKING:
+    from train.twin import Twin
+
 
 def _model_store(args: argparse.Namespace) -> tuple[str, Store]:
     model_uri = join_uri(args.store, args.name)
     return model_uri, open_store(model_uri)
 
 
-def _publish(args: argparse.Namespace, artifact: bytes, facts: dict[str, Any]) -> int:
+def _twin(
+    args: argparse.Namespace, model: Any, reference: np.ndarray, source: str
+) -> Twin | None:
+    """The model's verified ONNX twin, or None with one line saying why not."""
+    from train.twin import NoTwin, build_twin
+
+    if args.no_twin:
+        print("no ONNX twin: --no-twin")
+        return None
+    twin = build_twin(model, reference, seed=args.seed)
+    if isinstance(twin, NoTwin):
+        print(f"no ONNX twin: {twin.reason}")
+        return None
+    twin.facts["parity"]["reference"] = source
+    return twin
+
+
+def _publish(
+    args: argparse.Namespace,
+    artifact: bytes,
+    facts: dict[str, Any],
+    twin: Twin | None,
+) -> int:
     model_uri, store = _model_store(args)
     keys = signing_keys()
     manifest = publish(
@@ -35,11 +62,19 @@ def _publish(args: argparse.Namespace, artifact: bytes, facts: dict[str, Any]) -
         name=args.name,
         promote=not args.no_promote,
         signing_keys=keys,
+        twin=twin,
     )
     state = "published" if args.no_promote else "published and promoted"
     if keys:
         state = f"signed, {state}"
     print(f"{state} {args.name} version {manifest.version}")
+    if twin is not None:
+        parity = twin.facts["parity"]
+        print(
+            f"with ONNX twin {twin.facts['file']}: parity on "
+            f"{parity['rows_checked']} rows, max difference "
+            f"{parity['max_abs_difference']:.1e}"
+        )
     if manifest.data.get("metrics"):
         print(
             "metrics: "
@@ -57,11 +92,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.data is None and args.dataset is None:
         if args.target or args.task or args.model != "random-forest":
             raise DataError("--target, --task and --model need --data or --dataset")
-        from train.seed import fit_seed
+        from sklearn.datasets import make_classification
+
+        from train.seed import SEED_DATA, fit_seed
 
         model, facts = fit_seed()
+        twin = _twin(args, model, make_classification(**SEED_DATA)[0], "training rows")
         return _publish(
-            args, pickle.dumps(model, protocol=5), {**describe(model), **facts}
+            args, pickle.dumps(model, protocol=5), {**describe(model), **facts}, twin
         )
     if args.data is not None and not args.target:
         raise DataError("--data needs --target COLUMN (the column to predict)")
@@ -81,20 +119,34 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "metrics": metrics,
         "training": training,
     }
-    return _publish(args, pickle.dumps(model, protocol=5), facts)
+    twin = _twin(args, model, data.X, "training rows")
+    return _publish(args, pickle.dumps(model, protocol=5), facts, twin)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish a fitted estimator someone else pickled, byte for byte."""
+    from train.data import load_rows
+    from train.twin import model_reference
+
     model, data = load_estimator(args.file)
+    described = describe(model)
+    if args.holdout:
+        reference = load_rows(
+            args.holdout, described["feature_names"], described["n_features"]
+        )
+        source = f"holdout file:{Path(args.holdout).name}"
+    else:
+        reference = model_reference(model, described["n_features"], seed=args.seed)
+        source = "rows made from the model's own scales and splits (no --holdout)"
+    twin = _twin(args, model, reference, source)
     facts = {
-        **describe(model),
+        **described,
         "target": None,
         "metrics": {},
         # The file's name only: the publisher's own paths are not the world's.
         "training": {"source": f"file:{Path(args.file).name}", "rows": None},
     }
-    return _publish(args, data, facts)
+    return _publish(args, data, facts, twin)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

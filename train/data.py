@@ -72,6 +72,46 @@ def load_csv(path: str, target: str) -> Dataset:
     return Dataset(X, y, names, target, f"csv:{file.name}")
 
 
+def load_rows(
+    path: str, feature_names: list[str] | None, n_features: int
+) -> np.ndarray:
+    """Feature rows from a CSV with a header (e.g. a published model's holdout):
+    the model's named columns in its order (others, such as the target, are
+    ignored), or exactly `n_features` columns for a model without names."""
+    file = Path(path)
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as handle:
+            rows = [row for row in csv.reader(handle) if any(c.strip() for c in row)]
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read it as CSV ({exc})") from None
+    if len(rows) < 2:
+        raise DataError(f"{path} needs a header row and data rows")
+    header = [name.strip() for name in rows[0]]
+    if feature_names:
+        missing = [name for name in feature_names if name not in header]
+        if missing:
+            raise DataError(f"{path} lacks the model's columns {', '.join(missing)}")
+        columns = [header.index(name) for name in feature_names]
+    elif len(header) == n_features:
+        columns = list(range(n_features))
+    else:
+        raise DataError(
+            f"{path} has {len(header)} columns; the model takes {n_features} features"
+        )
+    X = np.empty((len(rows) - 1, len(columns)))
+    for k, row in enumerate(rows[1:]):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path} line {k + 2} has {len(row)} fields, "
+                f"the header has {len(header)}"
+            )
+        for j, i in enumerate(columns):
+            X[k, j] = _number(row[i], path, header[i], k + 2)
+    return X
+
+
 def _number(cell: str, path: str, column: str, line: int) -> float:
     try:
         value = float(cell)

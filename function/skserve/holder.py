@@ -94,8 +94,9 @@ class ModelHolder:
         self._next_check = self._clock() + self._refresh
         log(
             "INFO",
-            f"loaded model version {model.version}",
+            f"loaded model version {model.version} on {model.runtime.name}",
             model_version=model.version,
+            runtime=model.runtime.name,
             load_ms=round((self._clock() - started) * 1000, 1),
         )
         return model

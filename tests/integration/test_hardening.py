@@ -62,6 +62,7 @@ def test_a_stored_sklearn_version_is_not_echoed(served: Path) -> None:
     manifest = Manifest.from_bytes(path.read_bytes())
     manifest.data["environment"]["scikit-learn"] = "<script>" + "x" * 10_000
     path.write_bytes(manifest.to_bytes())
+    os.environ["MODEL_RUNTIME"] = "sklearn"  # the pickle's check, not the twin's
 
     response = call(json={"features": SEED_FEATURES})
 
@@ -171,8 +172,8 @@ def test_a_body_of_empty_containers_is_refused_before_it_is_decoded(
 ) -> None:
     response = call(data=body, content_type="application/json")
 
-    assert response.status_code == 400
-    assert response.get_json()["error"]["code"] == "invalid_request"
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "too_many_rows"
     assert "MAX_ROWS=10000" in response.get_json()["error"]["message"]
 
 

@@ -145,10 +145,12 @@ def check_structure(body: bytes, *, max_rows: int) -> None:
         return
     structural = _STRING.sub(b"", body)  # brackets inside strings do not count
     if structural.count(b"[") + structural.count(b"{") > budget:
-        raise BadRequest(
+        # 413 too_many_rows, as for a batch counted after decoding: a client
+        # that splits its batches on it recovers either way.
+        raise PayloadTooLarge(
             "the body holds more JSON arrays and objects than a request of "
-            f"MAX_ROWS={max_rows} rows can; send rows of numbers",
-            code=Code.INVALID_REQUEST,
+            f"MAX_ROWS={max_rows} rows can; split the batch",
+            code=Code.TOO_MANY_ROWS,
         )
 
 
