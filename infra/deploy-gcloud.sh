@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Deploy function/ to Cloud Functions (gen2) with gcloud: model bucket, the
-# function's own service account (read access to its model only), publish the
-# seed's model with `python -m train`, then `gcloud functions deploy`.
-# The same resources as infra/*.tf, for those who do not use Terraform.
+# function's own service account (read access to its model only), a build
+# service account for Cloud Build, publish the seed's model with
+# `python -m train`, then `gcloud functions deploy`.
+# The same resources and the same input rules as infra/*.tf, for those who do
+# not use Terraform.
 #
 #   infra/deploy-gcloud.sh --project my-project --region europe-west1 --dry-run
 #
@@ -21,13 +23,19 @@ Usage: infra/deploy-gcloud.sh --project PROJECT [options]
   --model NAME               model name (default: default)
   --function NAME            function name (default: sklearn-predict)
   --service-account ID       account the function runs as (default: sklearn-predict)
+  --build-service-account ID account Cloud Build builds the function as
+                             (default: sklearn-predict-build)
   --memory SIZE              memory per instance (default: 1Gi)
   --cpu N                    vCPUs per instance (default: 1)
   --timeout DURATION         request timeout (default: 60s)
   --max-instances N          upper bound on instances (default: 10)
-  --concurrency N            requests per instance; THREADS matches it (default: 4)
+  --concurrency N            requests per instance; THREADS matches it (default: 4);
+                             above 1 needs --cpu of at least 1
+  --ingress-settings VALUE   all, internal-only or internal-and-gclb (default: all)
+  --noncurrent-days N        days a replaced object version is kept (default: 30)
   --env NAME=VALUE           another setting: MODEL_REFRESH_SECONDS, MAX_BODY_BYTES,
-                             MAX_ROWS, CORS_ALLOW_ORIGINS, ALLOW_SKLEARN_VERSION_MISMATCH
+                             MAX_ROWS, MAX_MODEL_BYTES, MODEL_RUNTIME, CORS_ALLOW_ORIGINS,
+                             ALLOW_SKLEARN_VERSION_MISMATCH
   --secret NAME=SECRET[:VERSION]
                              API_KEYS or MODEL_SIGNING_KEY from Secret Manager
   --skip-train               deploy what the store already holds (no publish)
@@ -41,36 +49,39 @@ die() {
   exit 2
 }
 
-ENV_SETTINGS=(MODEL_REFRESH_SECONDS MAX_BODY_BYTES MAX_ROWS CORS_ALLOW_ORIGINS ALLOW_SKLEARN_VERSION_MISMATCH)
+ENV_SETTINGS=(MODEL_REFRESH_SECONDS MAX_BODY_BYTES MAX_ROWS MAX_MODEL_BYTES MODEL_RUNTIME
+  CORS_ALLOW_ORIGINS ALLOW_SKLEARN_VERSION_MISMATCH)
 SECRET_SETTINGS=(API_KEYS MODEL_SIGNING_KEY)
 
 project="" region="us-central1" bucket="" prefix="models" model="default"
-function_name="sklearn-predict" account="sklearn-predict"
+function_name="sklearn-predict" account="sklearn-predict" build_account="sklearn-predict-build"
 memory="1Gi" cpu="1" timeout="60s" max_instances="10" concurrency="4"
+ingress="all" noncurrent_days="30"
 extra_env=() secrets=() train=1 public=0 dry_run=0
 
 while (($#)); do
   case "$1" in
     --project | --region | --bucket | --prefix | --model | --function | --service-account | \
-      --memory | --cpu | --timeout | --max-instances | --concurrency | --env | --secret)
+      --build-service-account | --memory | --cpu | --timeout | --max-instances | --concurrency | \
+      --ingress-settings | --noncurrent-days | --env | --secret)
       (($# >= 2)) || die "$1 needs a value"
       value="$2"
       case "$1" in
         --project) project="$value" ;;
         --region) region="$value" ;;
         --bucket) bucket="$value" ;;
-        --prefix)
-          prefix="${value#/}"
-          prefix="${prefix%/}"
-          ;;
+        --prefix) prefix="$value" ;;
         --model) model="$value" ;;
         --function) function_name="$value" ;;
         --service-account) account="$value" ;;
+        --build-service-account) build_account="$value" ;;
         --memory) memory="$value" ;;
         --cpu) cpu="$value" ;;
         --timeout) timeout="$value" ;;
         --max-instances) max_instances="$value" ;;
         --concurrency) concurrency="$value" ;;
+        --ingress-settings) ingress="$value" ;;
+        --noncurrent-days) noncurrent_days="$value" ;;
         --env)
           [[ "$value" == *=* ]] || die "--env takes NAME=VALUE, got '$value'"
           [[ " ${ENV_SETTINGS[*]} " == *" ${value%%=*} "* ]] ||
@@ -95,11 +106,50 @@ while (($#)); do
   esac
 done
 
+# Every value below ends up inside a gcloud flag or an IAM condition expression,
+# where a comma or a quote would change its meaning: each follows the rule (and
+# the message) of the Terraform variable it mirrors in infra/variables.tf.
 [[ -n "$project" ]] || { usage >&2 && die "--project is required"; }
-[[ "$concurrency" =~ ^[1-9][0-9]*$ ]] || die "--concurrency must be a positive integer"
+[[ "$concurrency" =~ ^[1-9][0-9]*$ ]] && ((10#$concurrency <= 1000)) ||
+  die "--concurrency must be a positive integer from 1 to 1000"
 [[ "$model" =~ ^[A-Za-z0-9._-]+$ ]] || die "--model must be a single path segment"
+[[ "$prefix" =~ ^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$ && ! "/$prefix/" =~ /\.\.?/ ]] ||
+  die "--prefix must be a relative path of letters, digits, '.', '_' and '-'," \
+    "without leading or trailing slashes or '.' and '..' segments, got '$prefix'"
 bucket="${bucket:-$project-sklearn-models}"
+[[ "$bucket" =~ ^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$ ]] ||
+  die "--bucket must be a bucket name: 3 to 222 lowercase letters, digits, '.', '_' and '-'"
+[[ "$function_name" =~ ^[a-z][a-z0-9-]{0,61}[a-z0-9]$ ]] ||
+  die "--function must be lowercase letters, digits and hyphens, 2 to 63 characters"
+for id in "$account" "$build_account"; do
+  [[ "$id" =~ ^[a-z][a-z0-9-]{4,28}[a-z0-9]$ ]] ||
+    die "service account ids must be 6 to 30 lowercase letters, digits and hyphens, got '$id'"
+done
+[[ "$account" != "$build_account" ]] ||
+  die "--build-service-account must differ from --service-account: the builder may write" \
+    "to Artifact Registry and Cloud Storage, the function may only read its model"
+# Cloud Run refuses concurrency above 1 on less than one vCPU, but only at deploy
+# time, after the bucket, accounts and publish: refuse it before any of them.
+if [[ "$cpu" =~ ^([0-9]*)(\.[0-9]+)?$ && -n "$cpu" && "$cpu" != "." ]]; then
+  whole_cpu=$((10#${BASH_REMATCH[1]:-0} >= 1))
+elif [[ "$cpu" =~ ^([0-9]+)m$ ]]; then
+  whole_cpu=$((10#${BASH_REMATCH[1]} >= 1000))
+else
+  die "--cpu must be a number of vCPUs (0.583, 1, 2) or millicores (1000m), got '$cpu'"
+fi
+((concurrency == 1 || whole_cpu)) ||
+  die "--concurrency $concurrency needs --cpu of at least 1 (Cloud Run serves one" \
+    "request at a time below one vCPU): raise --cpu or set --concurrency 1"
+case "$ingress" in
+  all | internal-only | internal-and-gclb) ;;
+  *) die "--ingress-settings must be all, internal-only or internal-and-gclb, got '$ingress'" ;;
+esac
+# Terraform's provider drops days_since_noncurrent_time = 0 (the rule would
+# lose its condition), so both paths start at 1.
+[[ "$noncurrent_days" =~ ^[1-9][0-9]*$ ]] ||
+  die "--noncurrent-days must be a whole number of days, at least 1"
 email="$account@$project.iam.gserviceaccount.com"
+build_email="$build_account@$project.iam.gserviceaccount.com"
 store="gs://$bucket/$prefix"
 model_uri="$store/$model"
 python="${PYTHON:-python}"
@@ -124,6 +174,24 @@ run() {
   echo "$line"
   ((dry_run)) || "$@"
 }
+# Like run, but retried with backoff: IAM is eventually consistent, so binding
+# an account created a moment ago can fail with "does not exist" at first.
+# Each binding is idempotent, which makes a retry safe.
+run_retried() {
+  local attempt delay=2
+  for attempt in 1 2 3 4 5 6; do
+    if ((attempt == 1)); then
+      run "$@" && return 0
+    else
+      "$@" && return 0
+    fi
+    ((attempt < 6)) || break
+    echo "deploy-gcloud.sh: attempt $attempt failed; retrying in ${delay}s" >&2
+    sleep "$delay"
+    delay=$((delay * 2))
+  done
+  return 1
+}
 # Create-if-missing steps: always printed; skipped when the resource exists.
 exists() {
   ((dry_run)) && return 1
@@ -133,22 +201,44 @@ exists() {
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 apis=(artifactregistry.googleapis.com cloudbuild.googleapis.com cloudfunctions.googleapis.com
-  run.googleapis.com storage.googleapis.com)
+  iam.googleapis.com run.googleapis.com storage.googleapis.com)
 ((${#secrets[@]})) && apis+=(secretmanager.googleapis.com)
 run gcloud services enable "${apis[@]}" --project="$project"
 
-# Model bucket: uniform access, no public access, versioning on.
+# Model bucket: uniform access (bucket IAM conditions need it), no public
+# access, versioning on, and replaced versions deleted after --noncurrent-days:
+# the same settings as infra/main.tf, applied to an existing bucket as well.
+# The lifecycle file is gitignored build output, written in --dry-run too so
+# that the printed commands run as they are.
+lifecycle="infra/.build/$bucket-lifecycle.json"
+mkdir -p "${lifecycle%/*}"
+printf '{"rule": [{"action": {"type": "Delete"}, "condition": {"daysSinceNoncurrentTime": %d}}]}\n' \
+  "$noncurrent_days" >"$lifecycle"
 exists gcloud storage buckets describe "gs://$bucket" --project="$project" ||
   run gcloud storage buckets create "gs://$bucket" --project="$project" --location="$region" \
     --uniform-bucket-level-access --public-access-prevention
-run gcloud storage buckets update "gs://$bucket" --project="$project" --versioning
+run gcloud storage buckets update "gs://$bucket" --project="$project" --versioning \
+  --uniform-bucket-level-access --public-access-prevention --lifecycle-file="$lifecycle"
 
 # The function's own identity: it may read objects under its model, nothing else.
 exists gcloud iam service-accounts describe "$email" --project="$project" ||
   run gcloud iam service-accounts create "$account" --project="$project" \
     --display-name="$function_name Cloud Function"
+# Cloud Build's identity: since mid-2024 a new project's default build account
+# may lack the permissions a function build needs, so the build gets its own,
+# with the roles Google documents for a function's build service account.
+exists gcloud iam service-accounts describe "$build_email" --project="$project" ||
+  run gcloud iam service-accounts create "$build_account" --project="$project" \
+    --display-name="$function_name Cloud Build"
+for role in roles/cloudbuild.builds.builder roles/logging.logWriter \
+  roles/artifactregistry.writer roles/storage.objectAdmin; do
+  # --condition=None: without it gcloud prompts when the project policy
+  # already holds conditional bindings.
+  run_retried gcloud projects add-iam-policy-binding "$project" \
+    --member="serviceAccount:$build_email" --role="$role" --condition=None
+done
 condition="expression=resource.name.startsWith(\"projects/_/buckets/$bucket/objects/$prefix/$model/\")"
-run gcloud storage buckets add-iam-policy-binding "gs://$bucket" --project="$project" \
+run_retried gcloud storage buckets add-iam-policy-binding "gs://$bucket" --project="$project" \
   --member="serviceAccount:$email" --role=roles/storage.objectViewer \
   --condition="$condition,title=model-prefix-only"
 
@@ -156,7 +246,7 @@ set_secrets=()
 for secret in "${secrets[@]+"${secrets[@]}"}"; do
   name="${secret%%=*}" ref="${secret#*=}"
   [[ "$ref" == *:* ]] || ref="$ref:latest"
-  run gcloud secrets add-iam-policy-binding "${ref%%:*}" --project="$project" \
+  run_retried gcloud secrets add-iam-policy-binding "${ref%%:*}" --project="$project" \
     --member="serviceAccount:$email" --role=roles/secretmanager.secretAccessor
   set_secrets+=("$name=$ref")
 done
@@ -178,8 +268,9 @@ fi
 
 deploy=(gcloud functions deploy "$function_name" --gen2 --project="$project" --region="$region"
   --runtime=python312 --source=function --entry-point=predict --trigger-http
-  --service-account="$email" --memory="$memory" --cpu="$cpu" --timeout="$timeout"
-  --max-instances="$max_instances" --concurrency="$concurrency" --set-env-vars="$joined")
+  --service-account="$email" --build-service-account="projects/$project/serviceAccounts/$build_email"
+  --memory="$memory" --cpu="$cpu" --timeout="$timeout" --max-instances="$max_instances"
+  --concurrency="$concurrency" --ingress-settings="$ingress" --set-env-vars="$joined")
 if ((${#set_secrets[@]})); then
   deploy+=(--set-secrets="$(IFS=, && echo "${set_secrets[*]}")")
 fi

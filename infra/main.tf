@@ -47,6 +47,8 @@ locals {
     MODEL_REFRESH_SECONDS          = tostring(var.model_refresh_seconds)
     MAX_BODY_BYTES                 = tostring(var.max_body_bytes)
     MAX_ROWS                       = tostring(var.max_rows)
+    MAX_MODEL_BYTES                = tostring(var.max_model_bytes)
+    MODEL_RUNTIME                  = var.model_runtime
     CORS_ALLOW_ORIGINS             = join(",", var.cors_allow_origins)
     ALLOW_SKLEARN_VERSION_MISMATCH = tostring(var.allow_sklearn_version_mismatch)
     # functions-framework serves with this many gunicorn threads: one per request
@@ -61,12 +63,22 @@ locals {
       "artifactregistry.googleapis.com",
       "cloudbuild.googleapis.com",
       "cloudfunctions.googleapis.com",
+      "iam.googleapis.com",
       "run.googleapis.com",
       "storage.googleapis.com",
     ],
     length(var.secret_environment_variables) > 0 ? ["secretmanager.googleapis.com"] : [],
   )
   function_member = "serviceAccount:${google_service_account.function.email}"
+  build_member    = "serviceAccount:${google_service_account.build.email}"
+  # What Google documents for a function's build service account (and the role
+  # it recommends since new projects' default build account may lack it).
+  build_roles = [
+    "roles/cloudbuild.builds.builder",
+    "roles/logging.logWriter",
+    "roles/artifactregistry.writer",
+    "roles/storage.objectAdmin",
+  ]
 }
 
 resource "google_project_service" "apis" {
@@ -115,6 +127,36 @@ resource "google_service_account" "function" {
   description  = "Runs ${var.function_name}; reads ${local.model_uri} and nothing else."
 }
 
+# Cloud Build's identity: since mid-2024 a new project's default build account
+# may lack the permissions a function build needs.
+resource "google_service_account" "build" {
+  project      = var.project_id
+  account_id   = var.build_service_account_id
+  display_name = "${var.function_name} Cloud Build"
+  description  = "Builds ${var.function_name} from its source archive."
+}
+
+# A service account is eventually consistent: binding one created a moment ago
+# can fail with "does not exist". Every binding waits for this.
+resource "time_sleep" "accounts_propagate" {
+  create_duration = "30s"
+
+  triggers = {
+    function = google_service_account.function.email
+    build    = google_service_account.build.email
+  }
+}
+
+resource "google_project_iam_member" "build" {
+  for_each = toset(local.build_roles)
+
+  project = var.project_id
+  role    = each.value
+  member  = local.build_member
+
+  depends_on = [time_sleep.accounts_propagate]
+}
+
 resource "google_storage_bucket_iam_member" "model_reader" {
   bucket = google_storage_bucket.models.name
   role   = "roles/storage.objectViewer"
@@ -125,6 +167,8 @@ resource "google_storage_bucket_iam_member" "model_reader" {
     description = "Objects under gs://${local.model_bucket}/${local.model_root}/ only"
     expression  = "resource.name.startsWith(\"projects/_/buckets/${local.model_bucket}/objects/${local.model_root}/\")"
   }
+
+  depends_on = [time_sleep.accounts_propagate]
 }
 
 resource "google_secret_manager_secret_iam_member" "function" {
@@ -134,6 +178,8 @@ resource "google_secret_manager_secret_iam_member" "function" {
   secret_id = each.value.secret
   role      = "roles/secretmanager.secretAccessor"
   member    = local.function_member
+
+  depends_on = [time_sleep.accounts_propagate]
 }
 
 # --- Source: function/ zipped, named by its content hash ---------------------------
@@ -155,6 +201,9 @@ data "archive_file" "source" {
   source_dir  = local.source_dir
   excludes    = local.source_excludes
   output_path = "${path.module}/.build/${var.function_name}-source.zip"
+  # One mode for every file: a checkout's modes (umask, OS) would otherwise
+  # change the checksum, hence the object name, and redeploy unchanged code.
+  output_file_mode = "0644"
 }
 
 resource "google_storage_bucket_object" "source" {
@@ -177,7 +226,7 @@ resource "google_cloudfunctions2_function" "predict" {
   build_config {
     runtime         = "python312"
     entry_point     = "predict"
-    service_account = var.build_service_account
+    service_account = google_service_account.build.id
 
     source {
       storage_source {
@@ -213,6 +262,7 @@ resource "google_cloudfunctions2_function" "predict" {
 
   depends_on = [
     google_project_service.apis,
+    google_project_iam_member.build,
     google_storage_bucket_iam_member.model_reader,
     google_secret_manager_secret_iam_member.function,
   ]

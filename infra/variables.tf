@@ -27,6 +27,11 @@ variable "model_bucket_name" {
   type        = string
   description = "Name of the bucket holding published models. Default: <project_id>-sklearn-models."
   default     = null
+
+  validation {
+    condition     = var.model_bucket_name == null || can(regex("^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$", var.model_bucket_name))
+    error_message = "model_bucket_name must be a bucket name: 3 to 222 lowercase letters, digits, '.', '_' and '-'."
+  }
 }
 
 variable "bucket_location" {
@@ -40,9 +45,11 @@ variable "model_prefix" {
   description = "Store prefix inside the model bucket: `python -m train --store gs://<bucket>/<model_prefix>`."
   default     = "models"
 
+  # It ends up inside the IAM condition's CEL string: a quote or a comma
+  # would break it. infra/deploy-gcloud.sh --prefix keeps the same rule.
   validation {
-    condition     = can(regex("^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", var.model_prefix))
-    error_message = "model_prefix must be a relative path without leading or trailing slashes."
+    condition     = can(regex("^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$", var.model_prefix)) && !can(regex("(^|/)\\.\\.?(/|$)", var.model_prefix))
+    error_message = "model_prefix must be a relative path of letters, digits, '.', '_' and '-', without leading or trailing slashes or '.' and '..' segments."
   }
 }
 
@@ -73,6 +80,13 @@ variable "noncurrent_version_retention_days" {
   type        = number
   description = "Days a replaced object version (an old LATEST) is kept before deletion. Published versions are never replaced."
   default     = 30
+
+  # The provider drops days_since_noncurrent_time = 0, which leaves a Delete
+  # rule without that condition.
+  validation {
+    condition     = var.noncurrent_version_retention_days >= 1 && floor(var.noncurrent_version_retention_days) == var.noncurrent_version_retention_days
+    error_message = "noncurrent_version_retention_days must be a whole number of days, at least 1."
+  }
 }
 
 variable "source_bucket_name" {
@@ -105,10 +119,20 @@ variable "service_account_id" {
   }
 }
 
-variable "build_service_account" {
+variable "build_service_account_id" {
   type        = string
-  description = "Service account Cloud Build uses to build the function (projects/<project>/serviceAccounts/<email>). Null: the project's default."
-  default     = null
+  description = "Account id of the service account Cloud Build builds the function as (created here, with the roles a function build needs)."
+  default     = "sklearn-predict-build"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.build_service_account_id))
+    error_message = "build_service_account_id must be 6 to 30 lowercase letters, digits and hyphens."
+  }
+
+  validation {
+    condition     = var.build_service_account_id != var.service_account_id
+    error_message = "build_service_account_id must differ from service_account_id: the builder may write to Artifact Registry and Cloud Storage, the function may only read its model."
+  }
 }
 
 variable "memory" {
@@ -119,8 +143,13 @@ variable "memory" {
 
 variable "cpu" {
   type        = string
-  description = "vCPUs of one instance. Concurrency above 1 needs at least 1."
+  description = "vCPUs of one instance: a number (0.583, 1, 2) or millicores (1000m). Concurrency above 1 needs at least 1."
   default     = "1"
+
+  validation {
+    condition     = can(regex("^([0-9]+(\\.[0-9]+)?|\\.[0-9]+|[0-9]+m)$", var.cpu))
+    error_message = "cpu must be a number of vCPUs (0.583, 1, 2) or millicores (1000m)."
+  }
 }
 
 variable "timeout_seconds" {
@@ -149,6 +178,12 @@ variable "concurrency" {
   validation {
     condition     = var.concurrency >= 1 && var.concurrency <= 1000 && floor(var.concurrency) == var.concurrency
     error_message = "concurrency must be an integer from 1 to 1000."
+  }
+
+  # Cloud Run refuses it only at deploy time, after every other resource.
+  validation {
+    condition     = var.concurrency == 1 || try(tonumber(var.cpu), tonumber(trimsuffix(var.cpu, "m")) / 1000, 0) >= 1
+    error_message = "concurrency above 1 needs cpu of at least 1 (Cloud Run serves one request at a time below one vCPU): raise cpu or set concurrency = 1."
   }
 }
 
@@ -193,6 +228,28 @@ variable "max_rows" {
   type        = number
   description = "MAX_ROWS: larger batches get 413."
   default     = 10000
+}
+
+variable "max_model_bytes" {
+  type        = number
+  description = "MAX_MODEL_BYTES: model artifacts larger than this are refused before download (default 256 MiB)."
+  default     = 268435456
+
+  validation {
+    condition     = var.max_model_bytes >= 1024 && floor(var.max_model_bytes) == var.max_model_bytes
+    error_message = "max_model_bytes must be a whole number of bytes, at least 1024."
+  }
+}
+
+variable "model_runtime" {
+  type        = string
+  description = "MODEL_RUNTIME: auto (the verified ONNX twin when present, else the pickle), sklearn or onnx."
+  default     = "auto"
+
+  validation {
+    condition     = contains(["auto", "sklearn", "onnx"], var.model_runtime)
+    error_message = "model_runtime must be auto, sklearn or onnx."
+  }
 }
 
 variable "cors_allow_origins" {

@@ -1,5 +1,7 @@
 terraform {
-  required_version = ">= 1.5, < 2.0"
+  # 1.9: a variable's validation may refer to other variables (concurrency
+  # checks cpu).
+  required_version = ">= 1.9, < 2.0"
 
   required_providers {
     google = {
@@ -10,6 +12,11 @@ terraform {
     archive = {
       source  = "hashicorp/archive"
       version = ">= 2.5, < 3.0"
+    }
+    # time_sleep: new service accounts are eventually consistent.
+    time = {
+      source  = "hashicorp/time"
+      version = ">= 0.9, < 1.0"
     }
   }
 }

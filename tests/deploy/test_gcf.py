@@ -498,13 +498,19 @@ def test_dry_run_prints_bucket_account_publish_and_deploy_in_order() -> None:
         "gcloud storage buckets create",
         "gcloud storage buckets update",
         "gcloud iam service-accounts create",
+        "gcloud iam service-accounts create",
+        *["gcloud projects add-iam-policy-binding acme-ml"] * 4,
         "gcloud storage buckets add-iam-policy-binding",
         "python -m train --store",
         "gcloud functions deploy sklearn-predict",
         "gcloud functions describe sklearn-predict",
     ]
-    enable, create, update, account, binding, train, deploy, describe = commands
-    assert {"cloudfunctions.googleapis.com", "run.googleapis.com"} <= set(enable)
+    enable, create, update, account, _, *_, binding, train, deploy, describe = commands
+    assert {
+        "cloudfunctions.googleapis.com",
+        "run.googleapis.com",
+        "iam.googleapis.com",
+    } <= set(enable)
     assert create[4] == "gs://acme-ml-sklearn-models"
     assert {"--uniform-bucket-level-access", "--public-access-prevention"} <= set(
         create
@@ -529,6 +535,131 @@ def test_dry_run_prints_bucket_account_publish_and_deploy_in_order() -> None:
     )
     assert flag(deploy, "service-account") == email
     assert flag(describe, "format") == "value(serviceConfig.uri)"
+
+
+def test_dry_run_update_makes_an_existing_bucket_uniform_private_and_pruned() -> None:
+    """An existing --bucket gets every setting a new one gets: IAM conditions
+    need uniform access, and replaced versions expire as in Terraform."""
+    commands = dry_run(
+        "--project", "acme-ml", "--bucket", "team-models", "--noncurrent-days", "7"
+    )
+    update = next(
+        a for a in commands if a[:4] == ["gcloud", "storage", "buckets", "update"]
+    )
+    lifecycle = REPO / flag(update, "lifecycle-file")
+
+    assert update[4] == "gs://team-models"
+    assert {
+        "--versioning",
+        "--uniform-bucket-level-access",
+        "--public-access-prevention",
+    } <= set(update)
+    assert lifecycle.is_relative_to(REPO / "infra" / ".build")  # gitignored
+    assert json.loads(lifecycle.read_text()) == {
+        "rule": [
+            {
+                "action": {"type": "Delete"},
+                "condition": {"daysSinceNoncurrentTime": 7},
+            }
+        ]
+    }
+
+
+def test_dry_run_builds_with_its_own_build_account_and_documented_roles() -> None:
+    commands = dry_run("--project", "acme-ml", "--build-service-account", "ml-builder")
+    accounts = [
+        a for a in commands if a[:4] == ["gcloud", "iam", "service-accounts", "create"]
+    ]
+    grants = [
+        a for a in commands if a[:3] == ["gcloud", "projects", "add-iam-policy-binding"]
+    ]
+    *_, deploy, _ = commands
+    build_email = "ml-builder@acme-ml.iam.gserviceaccount.com"
+
+    assert [a[4] for a in accounts] == ["sklearn-predict", "ml-builder"]
+    assert flag(deploy, "build-service-account") == (
+        f"projects/acme-ml/serviceAccounts/{build_email}"
+    )
+    assert {flag(g, "member") for g in grants} == {f"serviceAccount:{build_email}"}
+    assert {flag(g, "role") for g in grants} == {
+        "roles/cloudbuild.builds.builder",
+        "roles/logging.logWriter",
+        "roles/artifactregistry.writer",
+        "roles/storage.objectAdmin",
+    }
+    # Without it gcloud prompts when the project has conditional bindings.
+    assert {flag(g, "condition") for g in grants} == {"None"}
+
+
+@pytest.mark.parametrize("ingress", ["all", "internal-only", "internal-and-gclb"])
+def test_dry_run_passes_the_ingress_setting(ingress: str) -> None:
+    *_, deploy, _ = dry_run("--project", "acme-ml", "--ingress-settings", ingress)
+
+    assert flag(deploy, "ingress-settings") == ingress
+
+
+@pytest.mark.parametrize(
+    ("cpu", "concurrency"), [(".583", "1"), ("0.5", "1"), ("1", "80"), ("2000m", "8")]
+)
+def test_dry_run_accepts_concurrency_cloud_run_accepts(
+    cpu: str, concurrency: str
+) -> None:
+    *_, deploy, _ = dry_run(
+        "--project", "acme-ml", "--cpu", cpu, "--concurrency", concurrency
+    )
+
+    assert flag(deploy, "cpu") == cpu
+    assert flag(deploy, "concurrency") == concurrency
+
+
+FAKE_GCLOUD = """#!/bin/sh
+# Records each call; no bucket or account exists yet, and the first two calls
+# of buckets add-iam-policy-binding fail as IAM does for an account just created.
+echo "$*" >>"$CALLS"
+case "$*" in
+  *"buckets describe"* | *"service-accounts describe"*) exit 1 ;;
+  *"buckets add-iam-policy-binding"*)
+    count=$(grep -c "buckets add-iam-policy-binding" "$CALLS")
+    if [ "$count" -le 2 ]; then
+      echo "ERROR: Service account $4 does not exist." >&2
+      exit 1
+    fi
+    ;;
+esac
+exit 0
+"""
+
+
+def test_binding_a_new_account_is_retried_with_backoff(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gcloud").write_text(FAKE_GCLOUD)
+    (bin_dir / "sleep").write_text('#!/bin/sh\necho "$1" >>"$SLEEPS"\n')
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    calls, sleeps = tmp_path / "calls", tmp_path / "sleeps"
+
+    result = subprocess.run(
+        ["bash", str(DEPLOY_SCRIPT), "--project", "acme-ml", "--skip-train"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **os.environ,
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+            "CALLS": str(calls),
+            "SLEEPS": str(sleeps),
+        },
+    )
+    bindings = [
+        line for line in calls.read_text().splitlines() if "buckets add-iam" in line
+    ]
+
+    assert result.returncode == 0, result.stderr
+    assert len(bindings) == 3 and len(set(bindings)) == 1
+    assert sleeps.read_text().split() == ["2", "4"]
+    assert result.stderr.count("retrying") == 2
+    assert "functions deploy sklearn-predict" in calls.read_text()
 
 
 def test_dry_run_deploy_flags_match_the_code_and_the_bundle() -> None:
@@ -603,8 +734,24 @@ def test_dry_run_public_secrets_and_comma_settings() -> None:
         (("--project", "p", "--env", "MODEL_URI=gs://x/y"), "not one of"),
         (("--project", "p", "--secret", "MAX_ROWS=s"), "not one of"),
         (("--project", "p", "--concurrency", "0"), "positive integer"),
+        (("--project", "p", "--concurrency", "1001"), "from 1 to 1000"),
         (("--project", "p", "--model", "a/b"), "single path segment"),
         (("--project", "p", "--bogus"), "unknown argument"),
+        # A comma splits gcloud's --condition; a quote ends the CEL string.
+        (("--project", "p", "--prefix", "a,title=x"), "--prefix must be"),
+        (("--project", "p", "--prefix", 'a")||true||("'), "--prefix must be"),
+        (("--project", "p", "--prefix", "/models"), "leading or trailing slashes"),
+        (("--project", "p", "--prefix", "models/"), "leading or trailing slashes"),
+        (("--project", "p", "--prefix", "a/../b"), "'..' segments"),
+        (("--project", "p", "--bucket", 'b"x'), "--bucket must be a bucket name"),
+        (("--project", "p", "--function", "Predict"), "--function must be"),
+        (("--project", "p", "--service-account", "fn"), "6 to 30"),
+        (("--project", "p", "--build-service-account", "sklearn-predict"), "differ"),
+        (("--project", "p", "--cpu", "0.5"), "needs --cpu of at least 1"),
+        (("--project", "p", "--cpu", "500m", "--concurrency", "2"), "at least 1"),
+        (("--project", "p", "--cpu", "one"), "--cpu must be a number"),
+        (("--project", "p", "--ingress-settings", "public"), "--ingress-settings"),
+        (("--project", "p", "--noncurrent-days", "0"), "at least 1"),
     ],
 )
 def test_dry_run_refuses_bad_arguments_and_prints_no_command(

@@ -1,7 +1,9 @@
 """AWS Lambda: the same `predict` behind API Gateway, packaged by the real CLI.
 
 In-process, function/lambda_main.py answers API Gateway HTTP API (payload 2.0)
-and REST API (1.0) events, loading the model from S3 through moto. Then
+and REST API (1.0) events, loading the model from S3 and its API keys from SSM
+Parameter Store through moto. `osls print` shows what each param resolves to
+(the IAM authorizer, the SSM read grant, refusals). Then
 `osls package` (the maintained Serverless Framework v3 fork, installed by
 `npm ci`) builds the artifact from serverless.yml; the tests open it, check its
 size against Lambda's limit, and run its handler under Python 3.12 with nothing
@@ -53,8 +55,11 @@ OSLS = REPO / "node_modules" / ".bin" / "osls"
 PYTHON312 = REPO / "infra" / "lambda" / "python.sh"  # finds python3.12
 LAMBDA_UNZIPPED_LIMIT = 250 * 1000 * 1000  # bytes; AWS enforces 262,144,000
 BUCKET, PARAM_PATH = "ci-models", "models/default"
-PACKAGE_ARGS = ("package", "--stage", "ci", "--region", "eu-west-1")
-PACKAGE_ARGS += (f"--param=modelBucket={BUCKET}",)
+KEYS_PARAMETER = "/sklearn-serverless/ci/api-keys"
+SERVICE_ARGS = ("--stage", "ci", "--region", "eu-west-1")
+SERVICE_ARGS += (f"--param=modelBucket={BUCKET}",)
+PACKAGE_ARGS = ("package", *SERVICE_ARGS, f"--param=apiKeysParameter={KEYS_PARAMETER}")
+API_KEY = "ci-key-0123456789abcdef"  # a test fixture, not a secret
 PUBLISH_ARGS = ("--store", f"s3://{BUCKET}/models", "--name", "default")
 
 
@@ -331,6 +336,137 @@ def test_health_answers_without_the_store_and_predict_gets_503_then(
     assert int(down.headers["retry-after"]) >= 1
 
 
+@pytest.fixture(autouse=True)
+def _fresh_secrets() -> Iterator[None]:
+    """lambda_main reads its SSM parameters once per process; start over."""
+    module = sys.modules.get("lambda_main")
+    if module is not None:
+        module._secrets_loaded = False
+    yield
+    if module is not None:
+        module._secrets_loaded = False
+
+
+def _put_keys(value: str, name: str = KEYS_PARAMETER) -> None:
+    import boto3
+
+    boto3.client("ssm", region_name="us-east-1").put_parameter(
+        Name=name, Value=value, Type="SecureString", Overwrite=True
+    )
+
+
+def test_api_keys_come_from_the_ssm_parameter_the_environment_names(
+    handler: Any, s3_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _put_keys(f"{API_KEY}\nsecond-key-0123456789")
+    os.environ["API_KEYS_SSM_PARAMETER"] = KEYS_PARAMETER
+    body = {"features": SEED_FEATURES}
+
+    anonymous = answer(handler(http_api_event("POST", "/predict", body), None))
+    wrong = answer(
+        handler(
+            http_api_event(
+                "POST", "/predict", body, headers={"x-api-key": "not-the-key-0000000"}
+            ),
+            None,
+        )
+    )
+    bearer = answer(
+        handler(
+            http_api_event(
+                "POST", "/predict", body, headers={"authorization": f"Bearer {API_KEY}"}
+            ),
+            None,
+        )
+    )
+    second = answer(
+        handler(
+            rest_api_event(
+                "POST", "/predict", body, headers={"X-API-Key": "second-key-0123456789"}
+            ),
+            None,
+        )
+    )
+    logged = capsys.readouterr()
+
+    assert anonymous.status == 401
+    assert anonymous.body["error"]["code"] == "unauthorized"
+    assert wrong.status == 401
+    assert bearer.status == 200 and second.status == 200
+    assert bearer.body["prediction"] == second.body["prediction"]
+    assert API_KEY not in logged.out + logged.err
+    assert "second-key" not in logged.out + logged.err
+
+
+@pytest.mark.parametrize("kind", sorted(EVENTS))
+def test_a_missing_parameter_answers_json_500_and_the_next_request_retries(
+    handler: Any, s3_model: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    os.environ["API_KEYS_SSM_PARAMETER"] = "/sklearn-serverless/ci/not-yet"
+    headers = {"x-api-key": API_KEY}
+    event = EVENTS[kind](
+        "POST", "/predict", {"features": SEED_FEATURES}, headers=headers
+    )
+
+    missing = answer(handler(event, None))
+    _put_keys(API_KEY, "/sklearn-serverless/ci/not-yet")
+    served = answer(handler(event, None))
+    logged = capsys.readouterr().out
+
+    assert missing.status == 500
+    assert missing.headers["content-type"] == "application/json"
+    assert missing.body["error"]["code"] == "configuration_error"
+    assert "not-yet" not in json.dumps(missing.body)  # names stay in the logs
+    assert missing.headers["x-request-id"]
+    assert "/sklearn-serverless/ci/not-yet: ParameterNotFound" in logged
+    assert served.status == 200
+    assert API_KEY not in logged
+
+
+def test_unreachable_ssm_answers_503_with_retry_after_and_serves_nothing(
+    handler: Any, aws_credentials: None
+) -> None:
+    os.environ.update(
+        API_KEYS_SSM_PARAMETER=KEYS_PARAMETER,
+        AWS_ENDPOINT_URL_SSM=f"http://127.0.0.1:{free_port()}",  # nothing listens
+        MODEL_URI="s3://unreachable-bucket/models/seed",
+    )
+
+    health = answer(handler(http_api_event("GET", "/health"), None))
+    down = answer(
+        handler(http_api_event("POST", "/predict", {"features": SEED_FEATURES}), None)
+    )
+
+    for result in (health, down):
+        assert result.status == 503
+        assert result.body["error"]["code"] == "model_unavailable"
+        assert "secrets" in result.body["error"]["message"]
+        assert int(result.headers["retry-after"]) >= 1
+        assert result.headers["x-model-version"] == "none"
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"), [(" , \n ", ""), (API_KEY, "plain-key-0123456789abc")]
+)
+def test_keys_that_would_turn_auth_off_or_conflict_are_refused(
+    handler: Any, s3_model: Path, value: str, plain: str
+) -> None:
+    """An empty parameter would mean "no keys"; a plain API_KEYS beside the
+    parameter is ambiguous. Both fail closed, as a configuration error."""
+    _put_keys(value)
+    os.environ["API_KEYS_SSM_PARAMETER"] = KEYS_PARAMETER
+    if plain:
+        os.environ["API_KEYS"] = plain
+    event = http_api_event(
+        "POST", "/predict", {"features": SEED_FEATURES}, headers={"x-api-key": plain}
+    )
+
+    result = answer(handler(event, None))
+
+    assert result.status == 500
+    assert result.body["error"]["code"] == "configuration_error"
+
+
 def test_cold_start_import_reads_no_setting_store_or_model(tmp_path: Path) -> None:
     script = (
         "import json, sys\n"
@@ -377,7 +513,22 @@ def test_lambda_module_imports_only_its_dependencies_and_function_folder() -> No
         if isinstance(node, ast.ImportFrom) and node.module
     }
 
-    assert imported <= {"__future__", "pathlib", "functions_framework", "apig_wsgi"}
+    runtime = {"__future__", "os", "pathlib", "threading", "typing"}
+    provided = {"boto3", "botocore"}  # by the Lambda runtime, imported lazily
+    bundled = {"functions_framework", "apig_wsgi", "flask", "skserve"}
+    top_level = {
+        node.module.split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module
+    } | {
+        alias.name.split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+
+    assert imported <= runtime | provided | bundled
+    assert not top_level & provided  # import must not need the runtime's boto3
     assert "make_lambda_handler" in (FUNCTION / "lambda_main.py").read_text()
 
 
@@ -391,7 +542,7 @@ def _pins(name: str) -> dict[str, str]:
     return pins
 
 
-def test_lambda_requirements_are_the_function_pins_minus_gcs_and_boto3() -> None:
+def test_lambda_requirements_are_the_function_pins_minus_gcs_boto3_and_onnx() -> None:
     lambda_pins, function_pins = (
         _pins("requirements-lambda.txt"),
         _pins("requirements.txt"),
@@ -402,7 +553,13 @@ def test_lambda_requirements_are_the_function_pins_minus_gcs_and_boto3() -> None
         if "==" in line and not line.startswith("#")
     }
 
-    assert set(function_pins) - set(lambda_pins) == {"google-cloud-storage", "boto3"}
+    # onnxruntime would take the artifact past Lambda's 250 MB: the Lambda
+    # serves the pickle (MODEL_RUNTIME=sklearn in serverless.yml).
+    assert set(function_pins) - set(lambda_pins) == {
+        "google-cloud-storage",
+        "boto3",
+        "onnxruntime",
+    }
     assert set(lambda_pins) - set(function_pins) == {"apig-wsgi"}
     for package, version in lambda_pins.items():
         assert version == function_pins.get(package, dev_pins.get(package)), package
@@ -411,19 +568,11 @@ def test_lambda_requirements_are_the_function_pins_minus_gcs_and_boto3() -> None
 # --- The real CLI: `osls package` ---------------------------------------------
 
 
-@dataclass(frozen=True)
-class LambdaPackage:
-    artifact: Path
-    template: dict[str, Any]
-    log: str
-
-
 @pytest.fixture(scope="module")
-def lambda_package(tmp_path_factory: pytest.TempPathFactory) -> LambdaPackage:
-    """`osls package` on a copy of the service (its .serverless/ stays out of the
-    work tree); the pip download cache is the repo's gitignored .cache/."""
-    work = tmp_path_factory.mktemp("serverless")
-    service = work / "service"
+def service(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the service for the CLI (its .serverless/ stays out of the work
+    tree); the pip download cache is the repo's gitignored .cache/."""
+    service = tmp_path_factory.mktemp("serverless") / "service"
     service.mkdir()
     for name in ("serverless.yml", "package.json"):
         shutil.copy2(REPO / name, service / name)
@@ -434,9 +583,14 @@ def lambda_package(tmp_path_factory: pytest.TempPathFactory) -> LambdaPackage:
     (service / "node_modules").symlink_to(REPO / "node_modules")
     (REPO / ".cache").mkdir(exist_ok=True)
     (service / ".cache").symlink_to(REPO / ".cache")
+    return service
+
+
+def osls(service: Path, *args: str) -> subprocess.CompletedProcess:
+    """node_modules/.bin/osls ARGS in `service`, offline, with fake credentials."""
     env = {
         "PATH": os.environ["PATH"],
-        "HOME": os.environ.get("HOME", str(work)),
+        "HOME": os.environ.get("HOME", str(service)),
         "LANG": "C.UTF-8",
         # No AWS call is made; fake credentials make sure none could succeed.
         "AWS_ACCESS_KEY_ID": "testing",
@@ -446,18 +600,105 @@ def lambda_package(tmp_path_factory: pytest.TempPathFactory) -> LambdaPackage:
         # osls has no telemetry or dashboard; these silence serverless@3 too.
         "SLS_TELEMETRY_DISABLED": "1",
         "SLS_NOTIFICATIONS_MODE": "off",
-        "SLS_SCHEMA_CACHE_BASE_DIR": str(work),
+        "SLS_SCHEMA_CACHE_BASE_DIR": str(service.parent),
     }
     # How this machine reaches python3.12 and PyPI.
     env.update({k: v for k, v in os.environ.items() if k.startswith(("PIP_", "PYENV"))})
-    result = subprocess.run(
-        [str(OSLS), *PACKAGE_ARGS],
+    return subprocess.run(
+        [str(OSLS), *args],
         cwd=service,
         env=env,
         capture_output=True,
         text=True,
         timeout=1200,
     )
+
+
+def resolved(service: Path, *params: str) -> dict[str, Any]:
+    """serverless.yml as the CLI resolves it for these extra --param values."""
+    result = osls(service, "print", "--format", "json", *SERVICE_ARGS, *params)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout[result.stdout.index("{") :])
+
+
+def routes_authorizers(config: dict[str, Any]) -> list[Any]:
+    return [
+        event["httpApi"].get("authorizer")
+        for event in config["functions"]["predict"]["events"]
+    ]
+
+
+def test_routes_are_private_by_default_and_public_only_when_a_param_says_so(
+    service: Path,
+) -> None:
+    default = resolved(service)
+    public = resolved(service, "--param=public=true")
+
+    assert routes_authorizers(default) == [{"type": "aws_iam"}] * 4
+    assert not any(routes_authorizers(public))
+    assert default["params"]["default"]["public"] == "false"
+
+
+def test_secret_read_is_granted_only_for_the_named_parameters(service: Path) -> None:
+    plain = resolved(service)["provider"]
+    named = resolved(
+        service,
+        f"--param=apiKeysParameter={KEYS_PARAMETER}",
+        "--param=signingKeyParameter=/sklearn-serverless/ci/signing-key",
+    )["provider"]
+    statements = named["iam"]["role"]["statements"]
+    ssm = [s for s in statements if s["Action"] == ["ssm:GetParameter"]]
+    kms = [s for s in statements if s["Action"] == ["kms:Decrypt"]]
+    arns = [a["Fn::Join"][1][-1] for a in ssm[0]["Resource"]]
+
+    assert plain["environment"]["API_KEYS_SSM_PARAMETER"] == ""
+    assert not [
+        s for s in plain["iam"]["role"]["statements"] if "s3" not in str(s["Action"])
+    ]
+    assert named["environment"]["API_KEYS_SSM_PARAMETER"] == KEYS_PARAMETER
+    assert arns == [
+        f":parameter{KEYS_PARAMETER}",
+        ":parameter/sklearn-serverless/ci/signing-key",
+    ]
+    assert (
+        kms[0]["Condition"]["StringEquals"]["kms:EncryptionContext:PARAMETER_ARN"]
+        == (ssm[0]["Resource"])
+    )
+    assert "kms:ViaService" in kms[0]["Condition"]["StringEquals"]
+    assert not {"API_KEYS", "MODEL_SIGNING_KEY"} & set(named["environment"])
+
+
+@pytest.mark.parametrize(
+    ("param", "message"),
+    [
+        ("--param=public=yes", 'param "public" must be true or false, got "yes"'),
+        ("--param=apiKeys=k", "--param=apiKeys is no longer read"),
+        ("--param=apiKeysParameter=keys", "must be an SSM parameter path"),
+        ("--param=signingKeyParameter=/aws/x", "must be an SSM parameter path"),
+    ],
+)
+def test_cli_refuses_params_that_would_weaken_access_with_one_line(
+    service: Path, param: str, message: str
+) -> None:
+    result = osls(service, "print", *SERVICE_ARGS, param)
+    output = result.stdout + result.stderr
+
+    assert result.returncode != 0
+    assert message in output
+    assert "    at " not in output  # a message, not a JavaScript stack trace
+
+
+@dataclass(frozen=True)
+class LambdaPackage:
+    artifact: Path
+    template: dict[str, Any]
+    log: str
+
+
+@pytest.fixture(scope="module")
+def lambda_package(service: Path) -> LambdaPackage:
+    """`osls package`, as the README shows it."""
+    result = osls(service, *PACKAGE_ARGS)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
     template = json.loads(
@@ -607,11 +848,12 @@ def test_cloudformation_wires_handler_routes_settings_and_s3_read(
     resources = lambda_package.template["Resources"]
     function = resources["PredictLambdaFunction"]["Properties"]
     env = function["Environment"]["Variables"]
-    routes = {
-        r["Properties"]["RouteKey"]
+    route_resources = [
+        r["Properties"]
         for r in resources.values()
         if r["Type"] == "AWS::ApiGatewayV2::Route"
-    }
+    ]
+    routes = {r["RouteKey"] for r in route_resources}
     statements = [
         statement
         for policy in resources["IamRoleLambdaExecution"]["Properties"]["Policies"]
@@ -623,10 +865,20 @@ def test_cloudformation_wires_handler_routes_settings_and_s3_read(
     assert function["Runtime"] == "python3.12"
     assert function["Timeout"] <= 30  # HTTP API integrations time out at 30 s
     assert env["MODEL_URI"] == f"s3://{BUCKET}/{PARAM_PATH}"
+    # A secret's parameter name stands for the secret: lambda_main reads it.
+    exposed = set(env) | {
+        name.removesuffix("_SSM_PARAMETER") for name in env if env[name]
+    }
+
     assert set(env) <= function_env_names()
-    # Every setting but the Google Cloud project (trace ids for Cloud Logging).
-    assert unexposed(settings_fields(), set(env)) == ["project"]
+    assert env["API_KEYS_SSM_PARAMETER"] == KEYS_PARAMETER
+    assert env["MODEL_RUNTIME"] == "sklearn"  # the artifact has no onnxruntime
+    assert not {"API_KEYS", "MODEL_SIGNING_KEY"} & set(env)
+    # Every setting but the Google Cloud project (trace ids for Cloud Logging)
+    # and the signing key, whose parameter these args leave unnamed.
+    assert unexposed(settings_fields(), exposed) == ["project", "signing_keys"]
     assert {"ANY /predict", "ANY /health", "ANY /metadata"} <= routes
+    assert {r["AuthorizationType"] for r in route_resources} == {"AWS_IAM"}
     assert s3 == [
         {
             "Effect": "Allow",
@@ -654,7 +906,11 @@ print(json.dumps([lambda_main.handler(event, None) for event in events]))
 
 
 def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
-    lambda_package: LambdaPackage, task_root: Path, s3_env: dict, tmp_path: Path
+    lambda_package: LambdaPackage,
+    task_root: Path,
+    s3_env: dict,
+    moto_server: str,
+    tmp_path: Path,
 ) -> None:
     import boto3
 
@@ -683,11 +939,28 @@ def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
         timeout=600,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
+    # The API keys, where the template's API_KEYS_SSM_PARAMETER points, on
+    # moto's server: the packaged handler reads them with the runtime's boto3.
+    boto3.client(
+        "ssm", region_name="us-east-1", endpoint_url=moto_server
+    ).put_parameter(
+        Name=settings["API_KEYS_SSM_PARAMETER"],
+        Value=API_KEY,
+        Type="SecureString",
+        Overwrite=True,
+    )
+    key = {"x-api-key": API_KEY}
     events = [
-        http_api_event("GET", "/health"),
+        http_api_event("GET", "/health", headers=key),
+        http_api_event("POST", "/predict", {"features": SEED_FEATURES}, headers=key),
+        rest_api_event(
+            "POST",
+            "/predict",
+            {"instances": [SEED_FEATURES, [0.0] * 10]},
+            headers={"X-API-Key": API_KEY},
+        ),
+        http_api_event("GET", "/metadata", headers=key),
         http_api_event("POST", "/predict", {"features": SEED_FEATURES}),
-        rest_api_event("POST", "/predict", {"instances": [SEED_FEATURES, [0.0] * 10]}),
-        http_api_event("GET", "/metadata"),
     ]
     env = {
         "PATH": "/usr/bin:/bin",
@@ -695,6 +968,7 @@ def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
         "LANG": "C.UTF-8",
         **settings,  # the function's environment, as CloudFormation will set it
         **{k: v for k, v in s3_env.items() if k.startswith("AWS_")},
+        "AWS_ENDPOINT_URL_SSM": moto_server,
         **{k: v for k, v in os.environ.items() if k.startswith("PYENV")},
     }
     result = subprocess.run(
@@ -707,7 +981,7 @@ def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-4000:]
-    health, single, batch, metadata = map(
+    health, single, batch, metadata, anonymous = map(
         answer, json.loads(result.stdout.splitlines()[-1])
     )
 
@@ -722,6 +996,8 @@ def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
         model.predict([SEED_FEATURES, [0.0] * 10]).tolist()
     )
     assert metadata.body["model_version"] == version
+    assert anonymous.status == 401
+    assert API_KEY not in result.stdout + result.stderr
 
 
 def test_readme_shows_the_commands_these_tests_run() -> None:

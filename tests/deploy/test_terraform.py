@@ -9,6 +9,7 @@ gcloud script's defaults, and the access rules the README promises.
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shlex
 import subprocess
@@ -106,7 +107,7 @@ def test_providers_and_terraform_are_pinned_to_bounded_ranges() -> None:
     terraform = load("versions.tf")["terraform"][0]
     providers = terraform["required_providers"][0]
 
-    assert set(providers) == {"google", "archive"}
+    assert set(providers) == {"google", "archive", "time"}
     for name, spec in providers.items():
         assert spec["source"] == f"hashicorp/{name}"
         assert re.fullmatch(r">= [\d.]+, < [\d.]+", spec["version"]), spec
@@ -322,11 +323,246 @@ def test_gcloud_script_defaults_match_the_terraform_defaults(
     assert flags["max-instances"] == str(variables["max_instances"]["default"])
     assert flags["concurrency"] == str(variables["concurrency"]["default"])
     assert flags["runtime"] == "python312"
+    assert (
+        f"ALLOW_{flags['ingress-settings'].upper().replace('-', '_')}"
+        == (variables["ingress_settings"]["default"])
+    )
     assert flags["entry-point"] == "predict"
     assert "p-sklearn-models" in flags["set-env-vars"]
     assert local["model_bucket"] == (
         '${coalesce(var.model_bucket_name, "${var.project_id}-sklearn-models")}'
     )
+
+
+def dry_run(*args: str) -> list[list[str]]:
+    """infra/deploy-gcloud.sh --dry-run ARGS, one argv per printed command."""
+    result = subprocess.run(
+        ["bash", str(INFRA / "deploy-gcloud.sh"), "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return [shlex.split(line) for line in result.stdout.splitlines()]
+
+
+def script_accepts(*args: str) -> bool:
+    """Whether the gcloud script takes these arguments (exit 2 is a refusal)."""
+    result = subprocess.run(
+        ["bash", str(INFRA / "deploy-gcloud.sh"), "--dry-run", "--project", "p", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode in (0, 2), result.stderr
+    return result.returncode == 0
+
+
+def validation_regexes(variables: dict[str, Any], name: str) -> list[str]:
+    """The regex() patterns in a variable's validations, as HCL strings hold them."""
+    conditions = " ".join(v["condition"] for v in variables[name]["validation"])
+    found = re.findall(r'regex\("((?:[^"\\]|\\.)*)"', conditions)
+    # HCL escapes a backslash as \\, as Python's re would read it unescaped.
+    return [pattern.replace("\\\\", "\\") for pattern in found]
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        "models",
+        "team/models",
+        "a.b/c-d_e",
+        ".hidden",
+        "/models",
+        "models/",
+        "a//b",
+        "a,b",
+        'a"b',
+        "a b",
+        "a/../b",
+        "..",
+        "./m",
+        "a/.",
+    ],
+)
+def test_model_prefix_follows_one_rule_in_terraform_and_the_script(
+    variables: dict[str, Any], prefix: str
+) -> None:
+    """The prefix ends up in the IAM condition's CEL string: both paths must
+    refuse what would break it, and agree on everything else."""
+    shape, dot_segment = validation_regexes(variables, "model_prefix")
+    condition = variables["model_prefix"]["validation"][0]["condition"]
+    terraform_accepts = bool(re.search(shape, prefix)) and not re.search(
+        dot_segment, prefix
+    )
+
+    assert condition.count("regex(") == 2 and "&& !can(regex(" in condition
+    assert script_accepts("--prefix", prefix) == terraform_accepts
+    assert terraform_accepts == (
+        prefix in {"models", "team/models", "a.b/c-d_e", ".hidden"}
+    )
+
+
+@pytest.mark.parametrize(
+    "bucket",
+    ["team-models", "a.b_c-d", "ab", "Team", "-models", 'b"x', "b,x", "b" * 223],
+)
+def test_bucket_name_follows_one_rule_in_terraform_and_the_script(
+    variables: dict[str, Any], bucket: str
+) -> None:
+    (shape,) = validation_regexes(variables, "model_bucket_name")
+    terraform_accepts = bool(re.search(shape, bucket))
+
+    assert script_accepts("--bucket", bucket) == terraform_accepts
+    assert terraform_accepts == (bucket in {"team-models", "a.b_c-d"})
+
+
+def test_build_and_function_accounts_must_differ_in_both_paths(
+    variables: dict[str, Any],
+) -> None:
+    rules = [
+        v["condition"] for v in variables["build_service_account_id"]["validation"]
+    ]
+
+    assert "${var.build_service_account_id != var.service_account_id}" in rules
+    assert not script_accepts("--build-service-account", "sklearn-predict")
+    assert script_accepts("--build-service-account", "sklearn-builder")
+
+
+@pytest.mark.parametrize(
+    ("cpu", "concurrency", "accepted"),
+    [
+        ("1", 4, True),
+        ("2", 80, True),
+        ("1000m", 8, True),
+        (".583", 1, True),
+        ("0.5", 1, True),
+        ("0.5", 2, False),
+        ("500m", 4, False),
+        ("0.999", 2, False),
+        ("one", 1, False),
+        ("1.", 1, False),
+    ],
+)
+def test_concurrency_above_one_needs_a_whole_vcpu_in_both_paths(
+    variables: dict[str, Any], cpu: str, concurrency: int, accepted: bool
+) -> None:
+    (cpu_shape,) = validation_regexes(variables, "cpu")
+    rules = [v["condition"] for v in variables["concurrency"]["validation"]]
+    cross = next(rule for rule in rules if "var.cpu" in rule)
+    shaped = bool(re.search(cpu_shape, cpu))
+    vcpus = (
+        float(cpu.removesuffix("m")) / (1000 if cpu.endswith("m") else 1)
+        if shaped
+        else 0
+    )
+
+    assert script_accepts("--cpu", cpu, "--concurrency", str(concurrency)) == accepted
+    assert (shaped and (concurrency == 1 or vcpus >= 1)) == accepted
+    assert cross.startswith("${var.concurrency == 1 || ")
+    assert 'tonumber(trimsuffix(var.cpu, "m")) / 1000' in cross
+    assert ">= 1" in cross
+
+
+def test_cross_variable_validation_requires_terraform_1_9() -> None:
+    """Before 1.9 a validation may only refer to its own variable."""
+    required = load("versions.tf")["terraform"][0]["required_version"]
+    lower = re.match(r">= (\d+)\.(\d+)", required)
+
+    assert lower and (int(lower[1]), int(lower[2])) >= (1, 9)
+
+
+def test_noncurrent_retention_is_validated_and_matches_the_script(
+    main_tf: dict[str, Any], variables: dict[str, Any]
+) -> None:
+    rule = resources(main_tf)["google_storage_bucket.models"]["lifecycle_rule"][0]
+    days = variables["noncurrent_version_retention_days"]
+    update = next(a for a in dry_run("--project", "p") if "update" in a[:4])
+    lifecycle = json.loads((REPO / update[-1].split("=", 1)[1]).read_text())
+
+    assert rule["condition"][0]["days_since_noncurrent_time"] == (
+        "${var.noncurrent_version_retention_days}"
+    )
+    assert rule["action"][0]["type"] == "Delete"
+    assert (
+        "var.noncurrent_version_retention_days >= 1"
+        in days["validation"][0]["condition"]
+    )
+    assert lifecycle["rule"][0]["condition"] == {
+        "daysSinceNoncurrentTime": days["default"]
+    }
+    assert not script_accepts("--noncurrent-days", "0")
+
+
+def test_build_runs_as_its_own_account_with_the_scripts_roles(
+    main_tf: dict[str, Any],
+    function: dict[str, Any],
+    local: dict[str, Any],
+    variables: dict[str, Any],
+) -> None:
+    everything = resources(main_tf)
+    account = everything["google_service_account.build"]
+    grants = everything["google_project_iam_member.build"]
+    script_grants = [
+        argv
+        for argv in dry_run("--project", "p")
+        if argv[:3] == ["gcloud", "projects", "add-iam-policy-binding"]
+    ]
+    script_roles = {
+        a.split("=", 1)[1] for g in script_grants for a in g if a.startswith("--role=")
+    }
+
+    # The id attribute is projects/<project>/serviceAccounts/<email>, the
+    # format build_config.service_account takes.
+    assert function["build_config"][0]["service_account"] == (
+        "${google_service_account.build.id}"
+    )
+    assert account["account_id"] == "${var.build_service_account_id}"
+    assert (
+        variables["build_service_account_id"]["default"]
+        != (variables["service_account_id"]["default"])
+    )
+    assert grants["for_each"] == "${toset(local.build_roles)}"
+    assert grants["member"] == "${local.build_member}"
+    assert set(local["build_roles"]) == script_roles
+    assert "roles/cloudbuild.builds.builder" in script_roles
+    assert "${google_project_iam_member.build}" in function["depends_on"]
+    assert "iam.googleapis.com" in local["apis"]
+
+
+def test_every_binding_waits_for_new_accounts_to_propagate(
+    main_tf: dict[str, Any],
+) -> None:
+    everything = resources(main_tf)
+    sleep = everything["time_sleep.accounts_propagate"]
+    bindings = {
+        key: body
+        for key, body in everything.items()
+        if key.split(".")[0].endswith(("_iam_member", "_iam_binding"))
+        and "run_service" not in key
+    }
+
+    assert re.fullmatch(r"\d+s", sleep["create_duration"])
+    assert int(sleep["create_duration"][:-1]) >= 10
+    assert set(sleep["triggers"].values()) == {
+        "${google_service_account.function.email}",
+        "${google_service_account.build.email}",
+    }
+    assert sorted(bindings) == [
+        "google_project_iam_member.build",
+        "google_secret_manager_secret_iam_member.function",
+        "google_storage_bucket_iam_member.model_reader",
+    ]
+    for key, body in bindings.items():
+        assert "${time_sleep.accounts_propagate}" in body.get("depends_on", []), key
+
+
+def test_source_archive_has_one_file_mode_so_its_hash_is_stable(
+    main_tf: dict[str, Any],
+) -> None:
+    archive = resources(main_tf, "data")["archive_file.source"]
+
+    assert re.fullmatch(r"0[0-7]{3}", archive["output_file_mode"])
 
 
 def test_infra_leaves_no_generated_state_in_the_repo() -> None:

@@ -251,3 +251,23 @@ print(json.dumps(heavy))
 
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_auto_falls_back_to_scikit_learn_where_onnxruntime_is_not_installed(
+    served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "onnxruntime" else real(name, *a),
+    )
+    _serve(served, "auto")
+
+    assert call("GET", "/metadata").get_json()["served_by"] == "sklearn"
+    _serve(served, "onnx")
+    response = call(json={"features": SEED_FEATURES})
+    assert response.status_code == 503
+    assert "onnxruntime missing" in response.get_json()["error"]["message"]

@@ -7,6 +7,7 @@ that needs it is loaded: the registry names classes, it does not import them.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 from skserve.errors import IncompatibleModel
 from skserve.runtimes.base import LoadOptions, Prediction, Runtime
@@ -31,12 +32,16 @@ def runtime_class(name: str) -> type[Runtime]:
         )
     module, _, cls = target.partition(":")
     try:
-        return getattr(importlib.import_module(module), cls)
+        runtime: type[Runtime] = getattr(importlib.import_module(module), cls)
+        missing = [m for m in runtime.requires if importlib.util.find_spec(m) is None]
     except ImportError as exc:
+        missing = [exc.name or str(exc)]
+    if missing:
         raise IncompatibleModel(
-            f"the {name} runtime is not installed here ({exc.name or exc}); "
-            "deploy with the requirements that include it"
-        ) from None
+            f"the {name} runtime is not installed here ({', '.join(missing)} "
+            "missing); deploy with the requirements that include it"
+        )
+    return runtime
 
 
 __all__ = [

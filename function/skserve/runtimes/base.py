@@ -41,6 +41,8 @@ class Runtime(Protocol):
 
     name: ClassVar[str]  # the MODEL_RUNTIME value and the log's `runtime` field
     artifact: ClassVar[str]  # the version's file this runtime loads
+    # Top-level modules load() imports: checked (not imported) before choosing it.
+    requires: ClassVar[tuple[str, ...]]
 
     @classmethod
     def load(

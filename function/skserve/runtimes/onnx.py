@@ -27,6 +27,7 @@ class OnnxRuntime:
 
     name: ClassVar[str] = "onnx"
     artifact: ClassVar[str] = "model.onnx"
+    requires: ClassVar[tuple[str, ...]] = ("onnxruntime",)
 
     def __init__(
         self,

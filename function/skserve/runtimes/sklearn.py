@@ -53,6 +53,7 @@ class SklearnRuntime:
 
     name: ClassVar[str] = "sklearn"
     artifact: ClassVar[str] = ARTIFACT
+    requires: ClassVar[tuple[str, ...]] = ("sklearn", "joblib", "scipy")
 
     def __init__(self, manifest: Manifest, estimator: Any) -> None:
         self.manifest = manifest
