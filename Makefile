@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 PORT ?= 8080
 WEB_PORT ?= 8000
 
-.PHONY: run web chromium test test-fast lint format bench clean
+.PHONY: run web chromium wrk test test-fast lint format bench clean
 
 # What serving and training need: the function's pins, the trainer's, and the
 # two packages themselves (editable, from function/ and train/).
@@ -46,11 +46,17 @@ chromium:
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y chromium chromium-driver; \
 	fi
 
+# wrk, the load generator of `make bench` (and of its test), from Debian.
+wrk:
+	@if [ ! -x /usr/bin/wrk ]; then \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y wrk; \
+	fi
+
 lint: $(BIN)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
-test: lint node_modules/.installed chromium
+test: lint node_modules/.installed chromium wrk
 	$(BIN)/python -m pytest
 
 test-fast: $(BIN)/.installed
@@ -60,7 +66,7 @@ format: $(BIN)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(BIN)/.installed
+bench: $(BIN)/.installed wrk
 	$(BIN)/python bench/coldstart.py $(BENCH_ARGS)
 
 clean:

@@ -1,14 +1,17 @@
-"""Cold start, warm latency and memory: our function vs the seed tutorial's handler.
+"""Four servers, one run, the same functions-framework: every figure is measured alike.
 
-Both run under the same functions-framework (gunicorn, same threads, 127.0.0.1):
-
-- OURS: function/main.py serving a model published with `python -m train`;
 - SEED: bench/seed_main.py, the tutorial's app.py ported to functions-framework,
-  serving the pickle written by the tutorial's training script (reproduced below).
+  serving the pickle written by the tutorial's training script (reproduced below);
+- SKLEARN: function/main.py with MODEL_RUNTIME=sklearn, serving a model published
+  with `python -m train`;
+- ONNX: the same function and model with MODEL_RUNTIME=onnx (its verified twin);
+- NOOP: bench/noop_main.py, a constant JSON 200 that imports nothing: the floor.
 
-Usage: `.venv/bin/python bench/coldstart.py [--runs 5] [--requests 500]
-[--json PATH]`. The Markdown report goes to stdout, progress to stderr. See
-bench/README.md for what each figure means.
+Each run starts every server cold, times its first 200, sends sequential
+keep-alive requests, reads its memory, loads it with wrk at 16 connections and
+(ours only) times 1,000-row batches. Usage: `.venv/bin/python bench/coldstart.py
+[--runs 5] [--requests 500] [--duration 10] [--json PATH]`. The Markdown report
+goes to stdout, progress to stderr. See bench/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import multiprocessing
 import os
 import pickle
 import platform
+import random
 import shlex
+import shutil
 import signal
 import socket
 import statistics
@@ -30,34 +35,70 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
 ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
 HOST = "127.0.0.1"
 PAYLOAD = {"features": [0.1, -0.5, 1.2, -0.8, 0.3, 0.9, -1.1, 0.4, -0.2, 1.5]}
 BODY = json.dumps(PAYLOAD).encode()
 HEADERS = {"Content-Type": "application/json"}
+NOOP_ANSWER = {"noop": True}  # bench/noop_main.py's constant body
+N_FEATURES = len(PAYLOAD["features"])
+WRK_SCRIPT = BENCH / "post.lua"
+WRK_MARKER = "WRK_JSON "
 POLL_SECONDS = 0.01
 REQUEST_TIMEOUT_SECONDS = 10.0
 STOP_SECONDS = 10.0
 TRAIN_TIMEOUT_SECONDS = 600.0
-# Settings of our function that would change what is measured if inherited.
+# Settings that would change what is measured if inherited: every server gets
+# functions-framework's defaults (1 worker, THREADS = 4 per core).
 STRIPPED_ENV = (
     "MODEL_URI",
+    "MODEL_RUNTIME",
+    "MODEL_REFRESH_SECONDS",
+    "MAX_BODY_BYTES",
+    "MAX_ROWS",
+    "MAX_MODEL_BYTES",
     "SEED_MODEL_PATH",
     "API_KEYS",
     "MODEL_SIGNING_KEY",
     "CORS_ALLOW_ORIGINS",
     "FUNCTION_SOURCE",
     "FUNCTION_TARGET",
+    "FUNCTION_SIGNATURE_TYPE",
     "HOST",
     "PORT",
     "DEBUG",
+    "THREADS",
+    "WORKERS",
+    "GUNICORN_LOG_LEVEL",
+    "CLOUD_RUN_TIMEOUT_SECONDS",
 )
-PACKAGES = ("scikit-learn", "numpy", "functions-framework", "gunicorn", "flask")
+PACKAGES = (
+    "scikit-learn",
+    "numpy",
+    "onnxruntime",
+    "functions-framework",
+    "gunicorn",
+    "flask",
+)
+# Substrings of mapped file paths that prove a library was imported by a server.
+LIBRARIES = {"numpy": "/numpy/", "sklearn": "/sklearn/", "onnxruntime": "/onnxruntime/"}
+# Targets the product wants (reported, never asserted): (label, figure, basis,
+# "<=" or ">=", bound). The basis is the server the figure is divided by, or
+# None for an absolute figure.
+GOALS = (
+    ("ONNX p50 vs SEED", "p50_ms", "SEED", "<=", 0.1),
+    ("ONNX req/s vs SEED", "load_rps", "SEED", ">=", 12.0),
+    ("ONNX cold start vs SEED", "cold_start_ms", "SEED", "<=", 0.35),
+    ("ONNX PSS vs SEED", "pss_mib", "SEED", "<=", 0.5),
+    ("ONNX p50 vs NOOP", "p50_ms", "NOOP", "<=", 1.3),
+    ("ONNX batch rows/s", "batch_rows_per_s", None, ">=", 200_000.0),
+)
 
 
 class BenchError(Exception):
@@ -66,16 +107,31 @@ class BenchError(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """One server to measure: a functions-framework source and its environment."""
+    """One server to measure: a functions-framework source and its environment.
+
+    `kind` says what it answers: "seed" (one row per request), "ours" (the seed's
+    request and `{"instances": [...]}` batches) or "noop" (a constant).
+    """
 
     name: str
+    title: str
+    kind: str
     source: Path
     env: dict[str, str]
 
 
+@dataclass(frozen=True)
+class Reference:
+    """What the servers must answer: the seed model's labels, computed in-process."""
+
+    label: int
+    batch_rows: list[list[float]]
+    batch_labels: list[int]
+
+
 @dataclass
 class RunResult:
-    """Raw figures of one cold start plus its warm phase."""
+    """Raw figures of one cold start plus its warm, load and batch phases."""
 
     target: str
     run: int
@@ -83,7 +139,6 @@ class RunResult:
     port_open_ms: float
     first_request_ms: float
     poll_attempts: int
-    label: int
     reconnects: int
     latencies_ms: list[float]
     p50_ms: float
@@ -92,6 +147,17 @@ class RunResult:
     rss_mib: float
     pss_mib: float | None
     processes: int
+    libraries: list[str]
+    load_requests: int
+    load_seconds: float
+    load_rps: float
+    load_p50_ms: float
+    load_p99_ms: float
+    load_cpu_ms_per_request: float
+    pss_after_load_mib: float | None
+    batch_latencies_ms: list[float] = field(default_factory=list)
+    batch_rows_per_s: float | None = None
+    batch_p50_ms: float | None = None
 
 
 # --- models -------------------------------------------------------------------
@@ -114,39 +180,52 @@ def train_seed(directory: Path) -> Path:
     return filename
 
 
-def reference_label(pickle_path: Path) -> int:
-    """The seed model's label for PAYLOAD, predicted in this process."""
+def reference_labels(pickle_path: Path, rows: list[list[float]]) -> list[int]:
+    """The seed model's labels for `rows`, predicted in this process."""
     import numpy as np
 
     with open(pickle_path, "rb") as file:
         model = pickle.load(file)
-    return int(model.predict(np.array(PAYLOAD["features"]).reshape(1, -1))[0])
+    return [int(label) for label in model.predict(np.array(rows, dtype=np.float64))]
 
 
-def prepare_seed(directory: Path) -> tuple[Path, int]:
-    """Train the seed model and predict the reference label, in a child process.
+def batch_rows(count: int) -> list[list[float]]:
+    """`count` fixed pseudo-random rows on the scale of the seed's training data."""
+    draw = random.Random(42)
+    return [
+        [round(draw.gauss(0.0, 2.0), 6) for _ in range(N_FEATURES)]
+        for _ in range(count)
+    ]
+
+
+def prepare_seed(directory: Path, rows: int) -> tuple[Path, Reference]:
+    """Train the seed model and predict the reference labels, in a child process.
 
     The benchmark process itself never imports numpy or scikit-learn: it stays a
     light client, and shares no library pages with the servers it measures.
     """
+    batch = batch_rows(rows)
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         try:
             pickle_path = pool.apply_async(train_seed, (directory,)).get(
                 TRAIN_TIMEOUT_SECONDS
             )
-            label = pool.apply_async(reference_label, (pickle_path,)).get(
-                TRAIN_TIMEOUT_SECONDS
-            )
+            labels = pool.apply_async(
+                reference_labels, (pickle_path, [PAYLOAD["features"], *batch])
+            ).get(TRAIN_TIMEOUT_SECONDS)
         except multiprocessing.TimeoutError:
             raise BenchError(
                 f"training the seed model took over {TRAIN_TIMEOUT_SECONDS}s"
             ) from None
-    return pickle_path, label
+    return pickle_path, Reference(labels[0], batch, labels[1:])
 
 
 def publish_ours(store: Path) -> str:
-    """Run `python -m train --store STORE --name bench`; return its MODEL_URI."""
+    """Run `python -m train --store STORE --name bench`; return its MODEL_URI.
+
+    BenchError unless it published an ONNX twin too: the ONNX server needs it.
+    """
     command = [sys.executable, "-m", "train", "--store", str(store), "--name", "bench"]
     try:
         done = subprocess.run(
@@ -161,15 +240,17 @@ def publish_ours(store: Path) -> str:
         raise BenchError(
             f"{shlex.join(command)} took over {TRAIN_TIMEOUT_SECONDS}s"
         ) from None
-    uris = [
-        line.split("=", 1)[1]
-        for line in done.stdout.splitlines()
-        if line.startswith("MODEL_URI=")
-    ]
+    lines = done.stdout.splitlines()
+    uris = [line.split("=", 1)[1] for line in lines if line.startswith("MODEL_URI=")]
     if done.returncode != 0 or not uris:
         raise BenchError(
             f"{shlex.join(command)} failed ({done.returncode}):\n"
             f"{done.stdout}{done.stderr}"
+        )
+    if not any(line.startswith("with ONNX twin") for line in lines):
+        raise BenchError(
+            f"{shlex.join(command)} published no ONNX twin, so the ONNX server "
+            f"cannot be measured:\n{done.stdout}{done.stderr}"
         )
     return uris[-1]
 
@@ -233,6 +314,31 @@ def tree_memory(pid: int) -> tuple[float, float | None, int]:
     return sum(alive) / 1024, pss_mib, len(alive)
 
 
+def tree_libraries(pid: int) -> list[str]:
+    """Which of LIBRARIES `pid` or its children have mapped: what was imported."""
+    mapped: set[str] = set()
+    for p in [pid, *(child for child, _ in descendants(pid))]:
+        try:
+            maps = Path(f"/proc/{p}/maps").read_text()
+        except OSError:
+            continue
+        mapped.update(name for name, mark in LIBRARIES.items() if mark in maps)
+    return sorted(mapped)
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds used so far by `pid` and its live children."""
+    ticks = 0
+    for p in [pid, *(child for child, _ in descendants(pid))]:
+        try:
+            raw = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = raw.rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def start_server(target: Target, port: int, log: BinaryIO) -> subprocess.Popen[bytes]:
     """Start functions-framework for `target` on HOST:port, cwd at the repo root."""
     framework = Path(sys.executable).parent / "functions-framework"
@@ -278,70 +384,116 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
 # --- HTTP -----------------------------------------------------------------------
 
 
-def post_predict(conn: http.client.HTTPConnection) -> tuple[int, bytes]:
-    """POST the seed payload to /predict; return status and body (fully read)."""
-    conn.request("POST", "/predict", body=BODY, headers=HEADERS)
+def post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
+    """POST `body` to /predict; return status and body (fully read)."""
+    conn.request("POST", "/predict", body=body, headers=HEADERS)
     response = conn.getresponse()
     return response.status, response.read()
 
 
-def parse_label(target: str, status: int, body: bytes, expected: int) -> int:
-    """The answered label; BenchError unless it is a 200 with `expected`."""
+def check_answer(target: Target, status: int, body: bytes, expected: int) -> None:
+    """BenchError unless `target` answered the seed payload as it should.
+
+    The predicting servers must give a 200 with `expected` (the seed model's own
+    label); the floor must give its constant.
+    """
     try:
-        label = json.loads(body)["prediction"] if status == 200 else None
-    except (ValueError, KeyError, TypeError):
-        label = None
-    if label != expected:
-        raise BenchError(
-            f"{target} answered {status} {body[:300]!r}; expected prediction "
-            f"{expected} (the seed model's own label for the seed payload)"
+        answer = json.loads(body) if status == 200 else None
+    except ValueError:
+        answer = None
+    if target.kind == "noop":
+        if answer == NOOP_ANSWER:
+            return
+        wanted = f"{json.dumps(NOOP_ANSWER)} (bench/noop_main.py's constant)"
+    else:
+        if isinstance(answer, dict) and answer.get("prediction") == expected:
+            return
+        wanted = f"prediction {expected} (the seed model's own label)"
+    raise BenchError(
+        f"{target.name} answered {status} {body[:300]!r}; expected {wanted}"
+    )
+
+
+def check_batch(target: Target, status: int, body: bytes, expected: list[int]) -> None:
+    """BenchError unless a batch was answered with the seed model's labels."""
+    try:
+        answer = json.loads(body) if status == 200 else None
+    except ValueError:
+        answer = None
+    predictions = answer.get("predictions") if isinstance(answer, dict) else None
+    if predictions != expected:
+        wrong = (
+            sum(a != b for a, b in zip(predictions, expected, strict=True))
+            if isinstance(predictions, list) and len(predictions) == len(expected)
+            else None
         )
-    return int(label)
+        detail = (
+            f"{wrong} of {len(expected)} labels differ"
+            if wrong is not None
+            else f"not a list of {len(expected)} predictions"
+        )
+        raise BenchError(
+            f"{target.name} answered a {len(expected)}-row batch with {status} "
+            f"({detail}): {body[:300]!r}; expected the seed model's labels"
+        )
 
 
 def wait_ready(
-    target: str,
+    target: Target,
     proc: subprocess.Popen[bytes],
     port: int,
     started: float,
     timeout: float,
-) -> tuple[float, float, int, bytes]:
+) -> tuple[float, float, int, int, bytes]:
     """Poll POST /predict until the first 200.
 
     Returns (start and end of the attempt that got it, in seconds since `started`;
-    attempts made; its body). Connection errors and non-200 answers: not ready.
+    attempts made; its status and body). Connection errors and non-200 answers:
+    not ready.
     """
     deadline = started + timeout
     attempts = 0
     last = "no answer"
     while True:
         if proc.poll() is not None:
-            raise BenchError(f"{target} exited with {proc.returncode} before ready")
+            raise BenchError(
+                f"{target.name} exited with {proc.returncode} before ready"
+            )
         attempt = time.perf_counter()
         if attempt > deadline:
-            raise BenchError(f"{target} not ready within {timeout}s (last: {last})")
+            raise BenchError(
+                f"{target.name} not ready within {timeout}s (last: {last})"
+            )
         attempts += 1
         conn = http.client.HTTPConnection(
             HOST, port, timeout=max(0.1, deadline - attempt)
         )
         try:
-            status, body = post_predict(conn)
+            status, body = post(conn, BODY)
         except (OSError, http.client.HTTPException) as error:
             last = f"{type(error).__name__}: {error}"
         else:
             if status == 200:
                 ready = time.perf_counter() - started
-                return attempt - started, ready, attempts, body
+                return attempt - started, ready, attempts, status, body
             last = f"HTTP {status} {body[:200]!r}"
         finally:
             conn.close()
         time.sleep(POLL_SECONDS)
 
 
-def warm_phase(
-    target: str, port: int, count: int, expected: int, timeout: float
+def timed_posts(
+    target: Target,
+    port: int,
+    count: int,
+    body: bytes,
+    check: Callable[[int, bytes], None],
+    timeout: float,
 ) -> tuple[list[float], int]:
-    """`count` sequential keep-alive requests; (latencies in ms, reconnects)."""
+    """`count` sequential keep-alive POSTs of `body`; (latencies in ms, reconnects).
+
+    Each answer is checked with `check`, outside the timed span.
+    """
     conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_SECONDS)
     deadline = time.perf_counter() + timeout
     latencies: list[float] = []
@@ -352,16 +504,99 @@ def warm_phase(
                 reconnects += 1  # the server closed the previous connection
             begin = time.perf_counter()
             if begin > deadline:
-                raise BenchError(f"{target}: {count} requests took over {timeout}s")
+                raise BenchError(
+                    f"{target.name}: {count} requests took over {timeout}s"
+                )
             try:
-                status, body = post_predict(conn)
+                status, answer = post(conn, body)
             except (OSError, http.client.HTTPException) as error:
-                raise BenchError(f"{target}: warm request failed: {error!r}") from None
+                raise BenchError(f"{target.name}: request failed: {error!r}") from None
             latencies.append((time.perf_counter() - begin) * 1000)
-            parse_label(target, status, body, expected)
+            check(status, answer)
     finally:
         conn.close()
     return latencies, reconnects
+
+
+def wrk_version() -> str:
+    """wrk's version line, or why there is none."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return "not installed"
+    done = subprocess.run(
+        [wrk, "--version"], capture_output=True, text=True, timeout=10, check=False
+    )
+    first = (done.stdout or done.stderr).splitlines()
+    return first[0].split(" Copyright")[0] if first else "unknown"
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What wrk measured at a fixed number of connections."""
+
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def parse_wrk(target: str, output: str) -> LoadResult:
+    """The summary line bench/post.lua prints; BenchError on any error count."""
+    lines = [line for line in output.splitlines() if line.startswith(WRK_MARKER)]
+    if not lines:
+        raise BenchError(f"{target}: wrk printed no summary:\n{output[-2000:]}")
+    try:
+        raw = json.loads(lines[-1][len(WRK_MARKER) :])
+        requests = int(raw["requests"])
+        seconds = raw["duration_us"] / 1e6
+        errors = {k: int(v) for k, v in raw.items() if k.endswith(("errors", "outs"))}
+        p50, p99 = raw["latency_p50_us"] / 1000, raw["latency_p99_us"] / 1000
+    except (ValueError, KeyError, TypeError) as error:
+        raise BenchError(f"{target}: unreadable wrk summary {lines[-1]!r}") from error
+    failed = {k: v for k, v in errors.items() if v}
+    if failed or requests == 0 or seconds <= 0:
+        raise BenchError(
+            f"{target}: wrk saw {requests} requests in {seconds:.1f}s with errors "
+            f"{failed or 'none'}; every request must get a 2xx:\n{output[-2000:]}"
+        )
+    return LoadResult(requests, seconds, requests / seconds, p50, p99)
+
+
+def load_test(
+    target: Target, port: int, body_file: Path, args: argparse.Namespace
+) -> LoadResult:
+    """wrk for --duration seconds at --connections, POSTing the seed payload."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise BenchError("wrk is not installed: apt-get install -y wrk")
+    command = [
+        wrk,
+        f"-t{args.wrk_threads}",
+        f"-c{args.connections}",
+        f"-d{args.duration}s",
+        f"--timeout={REQUEST_TIMEOUT_SECONDS:.0f}s",
+        "-s",
+        str(WRK_SCRIPT),
+        f"http://{HOST}:{port}/predict",
+    ]
+    try:
+        done = subprocess.run(
+            command,
+            env={**os.environ, "WRK_BODY_FILE": str(body_file)},
+            capture_output=True,
+            text=True,
+            timeout=args.duration + 2 * REQUEST_TIMEOUT_SECONDS + 10,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{target.name}: {shlex.join(command)} hung") from None
+    if done.returncode != 0:
+        raise BenchError(
+            f"{target.name}: {shlex.join(command)} failed ({done.returncode}):\n"
+            f"{done.stdout}{done.stderr}"
+        )
+    return parse_wrk(target.name, done.stdout)
 
 
 # --- one run --------------------------------------------------------------------
@@ -377,23 +612,51 @@ def run_once(
     run: int,
     args: argparse.Namespace,
     workdir: Path,
-    expected: int,
+    reference: Reference,
 ) -> RunResult:
-    """Start `target` cold, time its first 200, then its warm phase; always stop it."""
+    """Start `target` cold, time its first 200, then measure it warm, under load
+    and (ours) on batches; always stop it."""
     port = free_port()
     log_path = workdir / f"{target.name.lower()}-{run}.log"
+    batch_body = json.dumps({"instances": reference.batch_rows}).encode()
+
+    def single(status: int, answer: bytes) -> None:
+        check_answer(target, status, answer, reference.label)
+
+    def whole(status: int, answer: bytes) -> None:
+        check_batch(target, status, answer, reference.batch_labels)
+
     with open(log_path, "wb") as log:
         started = time.perf_counter()
         proc = start_server(target, port, log)
         try:
-            opened, ready, attempts, body = wait_ready(
-                target.name, proc, port, started, args.ready_timeout
+            opened, ready, attempts, status, body = wait_ready(
+                target, proc, port, started, args.ready_timeout
             )
-            label = parse_label(target.name, 200, body, expected)
-            latencies, reconnects = warm_phase(
-                target.name, port, args.requests, expected, args.warm_timeout
+            single(status, body)
+            latencies, reconnects = timed_posts(
+                target, port, args.requests, BODY, single, args.warm_timeout
             )
             rss, pss, processes = tree_memory(proc.pid)
+            libraries = tree_libraries(proc.pid)
+            cpu_before = tree_cpu_seconds(proc.pid)
+            load = load_test(target, port, workdir / "single.json", args)
+            load_cpu = tree_cpu_seconds(proc.pid) - cpu_before
+            # wrk checks statuses only: make sure the answers are still right.
+            timed_posts(target, port, 1, BODY, single, args.warm_timeout)
+            batch: list[float] = []
+            if target.kind == "ours":
+                # One untimed batch first: it pays one-off costs of a new shape.
+                timed_posts(target, port, 1, batch_body, whole, args.warm_timeout)
+                batch, _ = timed_posts(
+                    target,
+                    port,
+                    args.batch_requests,
+                    batch_body,
+                    whole,
+                    args.warm_timeout,
+                )
+            _, pss_after_load, _ = tree_memory(proc.pid)
         except BenchError as error:
             log.flush()
             tail = log_path.read_text(errors="replace")[-2000:]
@@ -402,6 +665,7 @@ def run_once(
             ) from None
         finally:
             stop_server(proc)
+    rows = len(reference.batch_rows)
     return RunResult(
         target=target.name,
         run=run,
@@ -409,7 +673,6 @@ def run_once(
         port_open_ms=opened * 1000,
         first_request_ms=(ready - opened) * 1000,
         poll_attempts=attempts,
-        label=label,
         reconnects=reconnects,
         latencies_ms=latencies,
         p50_ms=percentile(latencies, 50),
@@ -418,6 +681,17 @@ def run_once(
         rss_mib=rss,
         pss_mib=pss,
         processes=processes,
+        libraries=libraries,
+        load_requests=load.requests,
+        load_seconds=load.seconds,
+        load_rps=load.rps,
+        load_p50_ms=load.p50_ms,
+        load_p99_ms=load.p99_ms,
+        load_cpu_ms_per_request=load_cpu * 1000 / load.requests,
+        pss_after_load_mib=pss_after_load,
+        batch_latencies_ms=batch,
+        batch_rows_per_s=rows * len(batch) / (sum(batch) / 1000) if batch else None,
+        batch_p50_ms=statistics.median(batch) if batch else None,
     )
 
 
@@ -432,15 +706,31 @@ SUMMARY_FIELDS = (
     "p99_ms",
     "rss_mib",
     "pss_mib",
+    "load_rps",
+    "load_p50_ms",
+    "load_p99_ms",
+    "load_cpu_ms_per_request",
+    "pss_after_load_mib",
+    "batch_rows_per_s",
+    "batch_p50_ms",
 )
 
 
-def summarise(results: list[RunResult], names: list[str]) -> dict[str, dict[str, Any]]:
-    """Per target: the median over runs of each figure, plus cold-start min/max."""
+def summarise(
+    results: list[RunResult], targets: list[Target]
+) -> dict[str, dict[str, Any]]:
+    """Per target: the median over runs of each figure, plus cold-start min/max.
+
+    The tutorial's handler takes one row per request, so its rows/s is its
+    requests/s under load (`rows_per_s`, the basis of the batch ratio).
+    """
     summary: dict[str, dict[str, Any]] = {}
-    for name in names:
-        runs = [r for r in results if r.target == name]
-        row: dict[str, Any] = {"runs": len(runs)}
+    for target in targets:
+        runs = [r for r in results if r.target == target.name]
+        if not runs:
+            continue
+        row: dict[str, Any] = {"title": target.title, "kind": target.kind}
+        row["runs"] = len(runs)
         for key in SUMMARY_FIELDS:
             values = [getattr(r, key) for r in runs]
             row[key] = None if None in values else statistics.median(values)
@@ -448,7 +738,12 @@ def summarise(results: list[RunResult], names: list[str]) -> dict[str, dict[str,
         row["cold_start_max_ms"] = max(r.cold_start_ms for r in runs)
         row["processes"] = max(r.processes for r in runs)
         row["reconnects"] = sum(r.reconnects for r in runs)
-        summary[name] = row
+        row["libraries"] = sorted({lib for r in runs for lib in r.libraries})
+        row["rows_per_s"] = {
+            "ours": row["batch_rows_per_s"],
+            "seed": row["load_rps"],
+        }.get(target.kind)
+        summary[target.name] = row
     return summary
 
 
@@ -489,14 +784,15 @@ def environment() -> dict[str, Any]:
             versions[package] = "not installed"
     return {
         "command": shlex.join(sys.orig_argv),
-        "git": git_state(),
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),
+        "threads": 4 * (os.cpu_count() or 1),  # functions-framework's default
         "load_at_end": [round(load, 2) for load in os.getloadavg()],
         "packages": versions,
+        "wrk": wrk_version(),
     }
 
 
@@ -506,58 +802,152 @@ def _loads(loads: list[float]) -> str:
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
-    """`value` with `digits` decimals, or n/a."""
-    return "n/a" if value is None else f"{value:.{digits}f}"
+    """`value` with `digits` decimals and thousands separators, or n/a."""
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _ratio(value: float | None, basis: float | None) -> float | None:
+    """value / basis, or None when either is missing or the basis is 0."""
+    if value is None or not basis:
+        return None
+    return value / basis
+
+
+def _times(ratio: float | None) -> str:
+    """A ratio as `0.07x` / `12.3x`, or n/a."""
+    if ratio is None:
+        return "n/a"
+    return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
+
+
+def goals(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """(target, wanted, measured, met / missed / n/a) for each of GOALS."""
+    rows = []
+    onnx = summary.get("ONNX", {})
+    for title, key, basis, sense, bound in GOALS:
+        value = onnx.get(key)
+        if basis is None:
+            measured = value
+            wanted, shown = f"{sense} {bound:,.0f}", _fmt(value, 0)
+        else:
+            measured = _ratio(value, summary.get(basis, {}).get(key))
+            wanted, shown = f"{sense} {_times(bound)}", _times(measured)
+        if measured is None:
+            verdict = "n/a"
+        elif measured <= bound if sense == "<=" else measured >= bound:
+            verdict = "met"
+        else:
+            verdict = "missed"
+        rows.append((title, wanted, shown, verdict))
+    return rows
 
 
 def render(
     summary: dict[str, dict[str, Any]],
     env: dict[str, Any],
     args: argparse.Namespace,
-    label: int,
+    reference: Reference,
 ) -> str:
-    """The Markdown report: headline table, breakdown table, run facts."""
+    """The Markdown report: headline, ratios, targets, breakdown, run facts."""
+    rows = len(reference.batch_rows)
+    seed = summary.get("SEED", {})
+    floor = summary.get("NOOP", {})
     lines = [
-        f"## Cold start and warm latency (median of {args.runs} runs)",
+        f"## Four servers side by side (median of {args.runs} runs)",
         "",
-        "| | cold start (ms) | warm p50 (ms) | warm p90 (ms) | warm p99 (ms) "
-        "| RSS (MiB) |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| server | cold start (ms) | p50 (ms) | p99 (ms) "
+        f"| req/s at {args.connections} connections | PSS (MiB) "
+        f"| batch rows/s ({rows:,}-row requests) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in summary.items():
+        if row["kind"] == "seed":
+            batch = f"{_fmt(row['rows_per_s'], 0)} (1 row/request)"
+        else:
+            batch = _fmt(row["rows_per_s"], 0)
         lines.append(
-            f"| {name} | {_fmt(row['cold_start_ms'], 0)} | {_fmt(row['p50_ms'], 2)} "
-            f"| {_fmt(row['p90_ms'], 2)} | {_fmt(row['p99_ms'], 2)} "
-            f"| {_fmt(row['rss_mib'])} |"
+            f"| {name}: {row['title']} | {_fmt(row['cold_start_ms'], 0)} "
+            f"| {_fmt(row['p50_ms'], 2)} | {_fmt(row['p99_ms'], 2)} "
+            f"| {_fmt(row['load_rps'], 0)} | {_fmt(row['pss_mib'])} | {batch} |"
         )
     lines += [
         "",
-        "| | cold start min-max (ms) | port open (ms) | first 200 request (ms) "
-        "| PSS (MiB) | processes |",
-        "|---|---:|---:|---:|---:|---:|",
+        "Ratios: each server's figure divided by SEED's (lower is better for "
+        "time and memory, higher for req/s and rows/s); last column: p50 divided "
+        "by NOOP's.",
+        "",
+        "| server | cold start | p50 | p99 | req/s | PSS | batch rows/s "
+        "| p50 vs NOOP |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in summary.items():
+        cells = [
+            _times(_ratio(row[key], seed.get(key)))
+            for key in ("cold_start_ms", "p50_ms", "p99_ms", "load_rps", "pss_mib")
+        ]
+        cells.append(_times(_ratio(row["rows_per_s"], seed.get("rows_per_s"))))
+        cells.append(_times(_ratio(row["p50_ms"], floor.get("p50_ms"))))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Targets the product wants (reported, not asserted):",
+        "",
+        "| target | wanted | measured | |",
+        "|---|---:|---:|---|",
+    ]
+    lines += [f"| {t} | {w} | {m} | {v} |" for t, w, m, v in goals(summary)]
+    lines += [
+        "",
+        "| server | cold start min-max (ms) | port open (ms) | first 200 request (ms) "
+        "| p90 (ms) | under load p50 / p99 (ms) | server CPU per request (ms) "
+        "| batch request p50 (ms) | RSS (MiB) | PSS after load (MiB) | processes "
+        "| libraries mapped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for name, row in summary.items():
         lines.append(
             f"| {name} | {_fmt(row['cold_start_min_ms'], 0)}-"
             f"{_fmt(row['cold_start_max_ms'], 0)} | {_fmt(row['port_open_ms'], 0)} "
-            f"| {_fmt(row['first_request_ms'], 0)} | {_fmt(row['pss_mib'])} "
-            f"| {row['processes']} |"
+            f"| {_fmt(row['first_request_ms'], 0)} | {_fmt(row['p90_ms'], 2)} "
+            f"| {_fmt(row['load_p50_ms'])} / {_fmt(row['load_p99_ms'])} "
+            f"| {_fmt(row['load_cpu_ms_per_request'], 3)} "
+            f"| {_fmt(row['batch_p50_ms'], 2)} | {_fmt(row['rss_mib'])} "
+            f"| {_fmt(row['pss_after_load_mib'])} | {row['processes']} "
+            f"| {', '.join(row['libraries']) or 'none of ' + '/'.join(LIBRARIES)} |"
         )
     packages = ", ".join(f"{k} {v}" for k, v in env["packages"].items())
     reconnects = sum(row["reconnects"] for row in summary.values())
     lines += [
         "",
-        f"- command: `{env['command']}` at commit {env['git']}",
+        f"- command: `{env['command']}` at commit {env['git']}"
+        + (
+            f" (at the end: {env['git_at_end']})"
+            if env["git_at_end"] != env["git"]
+            else ""
+        ),
         f"- Python {env['python']} ({env['implementation']}), {env['platform']}",
         f"- cores: {env['cpu_count']} ({env['usable_cpus']} usable by this process); "
         f"load average 1/5/15 min at start {_loads(env['load_at_start'])}, "
         f"at end {_loads(env['load_at_end'])}",
-        f"- packages: {packages}",
-        f"- {args.requests} sequential keep-alive requests per run after the first "
-        f"200; both answered prediction {label} to every request "
-        f"(the seed model's own label); reconnects during warm phases: {reconnects}",
-        "- RSS/PSS: summed over the functions-framework process and its children "
-        "after the warm phase; RSS counts pages shared after fork twice, PSS does not",
+        f"- packages: {packages}; load generator: {env['wrk']}",
+        "- every server: functions-framework (gunicorn, 1 worker, "
+        f"{env['threads']} threads: its default of 4 per core) on {HOST}, "
+        "started cold for each run",
+        f"- p50/p90/p99: {args.requests} sequential keep-alive requests per run "
+        f"after the first 200; every answer checked (prediction {reference.label}, "
+        "the seed model's own label; NOOP: its constant); reconnects: "
+        f"{reconnects}",
+        f"- req/s: `wrk -t{args.wrk_threads} -c{args.connections} "
+        f"-d{args.duration}s -s bench/post.lua` POSTing the seed payload, on the "
+        "same cores as the server; every run had 0 non-2xx answers, socket errors "
+        "and timeouts",
+        f"- batch: {args.batch_requests} timed requests of {rows:,} rows per run "
+        "(after one untimed), sequential on one keep-alive connection; every "
+        "label checked against the seed model's; SEED takes one row per request, "
+        "so its rows/s is its req/s",
+        "- RSS/PSS: summed over the functions-framework process and its children, "
+        "after the sequential requests (PSS after load: at the end of the run); "
+        "RSS counts pages shared after fork twice, PSS does not",
     ]
     return "\n".join(lines)
 
@@ -569,7 +959,10 @@ def _positive(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least `minimum`."""
 
     def parse(raw: str) -> int:
-        value = int(raw)
+        try:
+            value = int(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {raw!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
         return value
@@ -580,20 +973,51 @@ def _positive(minimum: int) -> Callable[[str], int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
-        description="Cold start, warm latency and memory of our function vs the "
-        "seed tutorial's handler, both under functions-framework."
+        description="Cold start, latency, throughput and memory of the tutorial's "
+        "handler, this function on scikit-learn and on its ONNX twin, and a no-op "
+        "floor, all under functions-framework."
     )
     parser.add_argument(
         "--runs",
         type=_positive(1),
         default=5,
-        help="cold starts per target (default: 5)",
+        help="cold starts per server (default: 5)",
     )
     parser.add_argument(
         "--requests",
         type=_positive(2),
         default=500,
-        help="warm requests per run (default: 500)",
+        help="sequential requests per run for p50/p90/p99 (default: 500)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=_positive(1),
+        default=10,
+        help="seconds of wrk load per run (default: 10)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=_positive(1),
+        default=16,
+        help="wrk's open connections (default: 16)",
+    )
+    parser.add_argument(
+        "--wrk-threads",
+        type=_positive(1),
+        default=2,
+        help="wrk's threads, at most --connections (default: 2)",
+    )
+    parser.add_argument(
+        "--batch-rows",
+        type=_positive(1),
+        default=1000,
+        help="rows per batch request (default: 1000)",
+    )
+    parser.add_argument(
+        "--batch-requests",
+        type=_positive(1),
+        default=30,
+        help="timed batch requests per run (default: 30)",
     )
     parser.add_argument("--json", type=Path, help="also write raw numbers here")
     parser.add_argument(
@@ -606,18 +1030,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warm-timeout",
         type=float,
         default=120.0,
-        help="seconds the warm phase of one run may take (default: 120)",
+        help="seconds one run's sequential or batch requests may take (default: 120)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.wrk_threads > args.connections:
+        parser.error("--wrk-threads must not exceed --connections")
+    return args
+
+
+def targets(model_uri: str, seed_pickle: Path) -> list[Target]:
+    """The four servers, in report order."""
+    ours = BENCH.parent / "function" / "main.py"
+    return [
+        Target(
+            "SEED",
+            "tutorial's handler",
+            "seed",
+            BENCH / "seed_main.py",
+            {"SEED_MODEL_PATH": str(seed_pickle)},
+        ),
+        Target(
+            "SKLEARN",
+            "this function, scikit-learn",
+            "ours",
+            ours,
+            {"MODEL_URI": model_uri, "MODEL_RUNTIME": "sklearn"},
+        ),
+        Target(
+            "ONNX",
+            "this function, ONNX twin",
+            "ours",
+            ours,
+            {"MODEL_URI": model_uri, "MODEL_RUNTIME": "onnx"},
+        ),
+        Target("NOOP", "no-op floor", "noop", BENCH / "noop_main.py", {}),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Prepare both models, measure each target --runs times, print the report."""
+    """Prepare both models, measure each server --runs times, print the report."""
     args = parse_args(argv)
     load_at_start = [round(load, 2) for load in os.getloadavg()]
+    git_at_start = git_state()
     if not (Path(sys.executable).parent / "functions-framework").exists():
         print(
             f"error: no functions-framework next to {sys.executable}", file=sys.stderr
+        )
+        return 1
+    if shutil.which("wrk") is None:
+        print(
+            "error: wrk (the load generator) is not on PATH: "
+            "apt-get install -y wrk (`make bench` does it)",
+            file=sys.stderr,
         )
         return 1
     results: list[RunResult] = []
@@ -625,24 +1089,25 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
             workdir = Path(tmp)
             print("training the seed model and publishing ours...", file=sys.stderr)
-            seed_pickle, label = prepare_seed(workdir / "seed")
+            seed_pickle, reference = prepare_seed(workdir / "seed", args.batch_rows)
             model_uri = publish_ours(workdir / "store")
-            targets = [
-                Target("OURS", ROOT / "function" / "main.py", {"MODEL_URI": model_uri}),
-                Target(
-                    "SEED",
-                    ROOT / "bench" / "seed_main.py",
-                    {"SEED_MODEL_PATH": str(seed_pickle)},
-                ),
-            ]
+            (workdir / "single.json").write_bytes(BODY)
+            servers = targets(model_uri, seed_pickle)
             for run in range(args.runs):
-                # Alternate who goes first, so neither always meets a warmer machine.
-                for target in targets if run % 2 == 0 else targets[::-1]:
-                    result = run_once(target, run, args, workdir, label)
+                # Rotate who goes first, so none always meets a warmer machine.
+                turn = run % len(servers)
+                for target in servers[turn:] + servers[:turn]:
+                    result = run_once(target, run, args, workdir, reference)
                     results.append(result)
+                    batch = (
+                        f", batch {result.batch_rows_per_s:,.0f} rows/s"
+                        if result.batch_rows_per_s is not None
+                        else ""
+                    )
                     print(
                         f"run {run + 1}/{args.runs} {target.name}: cold start "
-                        f"{result.cold_start_ms:.0f} ms, p50 {result.p50_ms:.2f} ms",
+                        f"{result.cold_start_ms:.0f} ms, p50 {result.p50_ms:.2f} ms, "
+                        f"{result.load_rps:.0f} req/s{batch}",
                         file=sys.stderr,
                     )
     except BenchError as error:
@@ -651,22 +1116,28 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
-    summary = summarise(results, list(dict.fromkeys(r.target for r in results)))
-    env = {**environment(), "load_at_start": load_at_start}
-    print(render(summary, env, args, label))
+    summary = summarise(results, servers)
+    env = {
+        **environment(),
+        "load_at_start": load_at_start,
+        "git": git_at_start,
+        "git_at_end": git_state(),
+    }
+    print(render(summary, env, args, reference))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         raw = {
             "environment": env,
             "settings": {
-                "runs": args.runs,
-                "requests": args.requests,
-                "ready_timeout": args.ready_timeout,
-                "warm_timeout": args.warm_timeout,
+                **{key: value for key, value in vars(args).items() if key != "json"},
                 "payload": PAYLOAD,
-                "expected_label": label,
+                "expected_label": reference.label,
             },
             "summary": summary,
+            "goals": [
+                dict(zip(("target", "wanted", "measured", "verdict"), g, strict=True))
+                for g in goals(summary)
+            ],
             "runs": [asdict(r) for r in results],
         }
         args.json.write_text(json.dumps(raw, indent=2) + "\n")

@@ -9,12 +9,12 @@ import threading
 
 import flask
 import functions_framework
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from skserve.errors import ConfigError
 from skserve.http import framework_error, request_id, stamp
 from skserve.logs import log
-from skserve.protocols.v1 import V1Protocol
+from skserve.protocols import owner_of
 from skserve.service import Service
 from skserve.settings import Settings
 
@@ -41,7 +41,7 @@ def predict(request: flask.Request) -> flask.Response:
         service = _get_service()
     except ConfigError as error:
         log("ERROR", f"invalid configuration: {error.message}")
-        response = V1Protocol.render(
+        response = owner_of(request.path).render(
             ConfigError("the function is misconfigured; its logs say which setting")
         )
         stamp(response, request_id(request), None)
@@ -51,10 +51,17 @@ def predict(request: flask.Request) -> flask.Response:
 
 def _framework_error_response(error: Exception) -> flask.Response:
     """functions-framework answers a few paths itself (/robots.txt) and turns a
-    crash into an HTML or str(e) 500: render those as our JSON errors too."""
-    response = V1Protocol.render(framework_error(error))
-    if flask.has_request_context():
-        stamp(response, request_id(flask.request), None)
+    crash into an HTML or str(e) 500: render those as our JSON errors too, in
+    the shape of the protocol whose path it is."""
+    if not flask.has_request_context():
+        return owner_of("/").render(framework_error(error))
+    request = flask.request
+    if isinstance(error, NotFound) and request.url_rule is None:
+        # Its catch-all route `/<path:path>` cannot match a path holding a
+        # newline (werkzeug's path converter): such a path is still ours.
+        return predict(request)
+    response = owner_of(request.path).render(framework_error(error))
+    stamp(response, request_id(request), None)
     return response
 
 

@@ -7,9 +7,16 @@ from collections.abc import Sequence
 import flask
 
 ALLOW_METHODS = "GET, POST, OPTIONS"
-ALLOW_HEADERS = "Content-Type, Authorization, X-API-Key, X-Request-Id"
+# Inference-Header-Content-Length: the V2 binary tensor data extension's, both
+# ways, so a page can send binary inputs and split a binary answer.
+ALLOW_HEADERS = (
+    "Content-Type, Authorization, X-API-Key, X-Request-Id, "
+    "Inference-Header-Content-Length"
+)
 # Retry-After too: a page on another origin must be able to honour a 503.
-EXPOSE_HEADERS = "X-Model-Version, X-Request-Id, Retry-After"
+EXPOSE_HEADERS = (
+    "X-Model-Version, X-Request-Id, Retry-After, Inference-Header-Content-Length"
+)
 MAX_AGE = "3600"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import traceback
@@ -26,10 +27,25 @@ def clip(text: str, limit: int) -> str:
 def log(severity: str, message: str, **fields: Any) -> None:
     """Write one log entry. `severity` is a Cloud Logging severity (INFO, ERROR...)."""
     entry = {"severity": severity, "message": message, **fields}
-    line = json.dumps(entry, default=str, separators=(",", ":"))
+    line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"
     with _lock:
-        sys.stdout.write(line + "\n")
+        _write(line)
+
+
+def _write(line: str) -> None:
+    """One whole line to stdout, unbuffered: straight to its file descriptor
+    (one system call, half the cost of write + flush), or through sys.stdout
+    when that has none (a test's capture)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        sys.stdout.write(line)
         sys.stdout.flush()
+        return
+    sys.stdout.flush()  # whatever print() left buffered goes first
+    data = line.encode("utf-8", "backslashreplace")
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def log_exception(message: str, exc: BaseException, **fields: Any) -> None:
@@ -55,7 +71,7 @@ def log_request(
         f"{clip(request.method, 20)} {clip(request.path, 200)} {status}",
         httpRequest={
             "requestMethod": clip(request.method, 20),
-            "requestUrl": clip(request.url, 1000),
+            "requestUrl": clip(_url(request.environ), 1000),
             "status": status,
             "latency": f"{latency:.6f}s",
             "requestSize": str(request.environ.get("skserve.body_bytes", 0)),
@@ -70,6 +86,17 @@ def log_request(
         **fields,
         **trace_fields(request.headers, project),
     )
+
+
+def _url(environ: Mapping[str, Any]) -> str:
+    """The requested URL as the client sent it. Read from the WSGI environ:
+    werkzeug's `request.url` re-encodes it, a third of a small request's cost."""
+    target = environ.get("RAW_URI")  # gunicorn's raw request target
+    if not target:
+        query = environ.get("QUERY_STRING")
+        target = environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+    host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{target}"
 
 
 def trace_fields(headers: Mapping[str, str], project: str = "") -> dict[str, str]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import flask
 from werkzeug.exceptions import HTTPException
-from werkzeug.exceptions import MethodNotAllowed as RouteMethodNotAllowed
 from werkzeug.routing import Map, MapAdapter, RoutingException, Rule
 
 from skserve.auth import check_api_key
@@ -18,7 +18,7 @@ from skserve.holder import ModelHolder
 from skserve.http import discard_unread_body, request_id, stamp
 from skserve.loader import LoadedModel, fetch_model, read_latest
 from skserve.logs import clip, log_exception, log_request
-from skserve.protocols import Endpoint, Protocol, load_protocols
+from skserve.protocols import Endpoint, Protocol, load_protocols, owner_of
 from skserve.runtimes import LoadOptions
 from skserve.settings import Settings
 from skserve.storage import open_store
@@ -78,9 +78,10 @@ class Service:
         rid = request_id(request)
         path = request.path.rstrip("/") or "/"
         adapter = self.url_map.bind("localhost", "/")
-        owner = self._owner(adapter, path)
+        rule, arguments = _match(adapter, path, request.method)
+        owner = rule.endpoint.__self__ if rule else self._owner(path)
         try:
-            response = self.dispatch(request, adapter, path)
+            response = self.dispatch(request, adapter, path, rule, arguments)
         except ServingError as error:
             response = owner.error_response(error)
         except Exception as exc:
@@ -111,49 +112,64 @@ class Service:
         return response
 
     def dispatch(
-        self, request: flask.Request, adapter: MapAdapter, path: str
+        self,
+        request: flask.Request,
+        adapter: MapAdapter,
+        path: str,
+        rule: Rule | None,
+        arguments: dict[str, Any],
     ) -> flask.Response:
-        """Preflight, then auth (except public endpoints), then the route."""
-        allow = sorted({*adapter.allowed_methods(path), "OPTIONS"})
+        """Preflight, then auth (except public endpoints), then the route.
+
+        `rule` is the one matching the path and method, if any; the slower
+        lookups below run only for preflights and errors.
+        """
         if request.method == "OPTIONS":  # CORS preflights never need a key
-            return preflight(
-                request, self.settings.cors_allow_origins, ", ".join(allow)
-            )
-        try:
-            endpoint, arguments = adapter.match(path, request.method)
-        except RouteMethodNotAllowed:
-            endpoint, arguments = None, None
-        except (HTTPException, RoutingException):  # not found, or a redirect
-            endpoint, arguments = None, {}
-        if self.settings.api_keys and not self._is_public(adapter, path):
+            allow = ", ".join(_allow(adapter, path))
+            return preflight(request, self.settings.cors_allow_origins, allow)
+        if self.settings.api_keys and not (
+            rule.endpoint in self._public if rule else self._is_public(adapter, path)
+        ):
             check_api_key(request, self.settings.api_keys)
-        if endpoint is not None:
-            return endpoint(request, **arguments)
+        if rule is not None:
+            return rule.endpoint(request, **arguments)
         shown = clip(path, 100)
-        if arguments is None:
-            methods = [m for m in allow if m not in ("HEAD", "OPTIONS")]
+        allow = _allow(adapter, path)
+        methods = [m for m in allow if m not in ("HEAD", "OPTIONS")]
+        if methods:
             raise MethodNotAllowed(
                 f"{clip(request.method, 20)} is not allowed on {shown}; "
                 f"use {', '.join(methods)}",
                 allow=allow,
             )
-        raise NotFound(self._owner(adapter, path).no_route(shown))
+        raise NotFound(self._owner(path).no_route(shown))
 
     def _is_public(self, adapter: MapAdapter, path: str) -> bool:
         """Whether any rule for `path` is a public endpoint, whatever the method."""
         for method in adapter.allowed_methods(path):
-            rule: Rule = adapter.match(path, method, return_rule=True)[0]
-            if rule.endpoint in self._public:
+            rule = _match(adapter, path, method)[0]
+            if rule is not None and rule.endpoint in self._public:
                 return True
         return False
 
-    def _owner(self, adapter: MapAdapter, path: str) -> Protocol:
-        """The protocol that renders errors for `path`: the one whose rule
-        matches it, else the one with the longest matching prefix."""
-        for method in adapter.allowed_methods(path):
-            rule: Rule = adapter.match(path, method, return_rule=True)[0]
-            return rule.endpoint.__self__
-        return max(
-            (p for p in self.protocols if path.startswith(p.prefix)),
-            key=lambda p: len(p.prefix),
-        )
+    def _owner(self, path: str) -> Protocol:
+        """The protocol that renders errors for a path no rule answers: the one
+        with the longest matching prefix."""
+        owner = owner_of(path)
+        return next(p for p in self.protocols if type(p) is owner)
+
+
+def _match(
+    adapter: MapAdapter, path: str, method: str
+) -> tuple[Rule | None, dict[str, Any]]:
+    """The rule for `path` and `method` and its path arguments, or (None, {})."""
+    try:
+        rule, arguments = adapter.match(path, method, return_rule=True)
+    except (HTTPException, RoutingException):  # 404, 405, or a redirect
+        return None, {}
+    return rule, arguments
+
+
+def _allow(adapter: MapAdapter, path: str) -> list[str]:
+    """The Allow header's methods for `path`, from the rules (HEAD with GET)."""
+    return sorted({*adapter.allowed_methods(path), "OPTIONS"})

@@ -10,16 +10,44 @@ import importlib
 from skserve.protocols.base import Context, Endpoint, Protocol
 
 # "module:Class", in the order their rules are tried.
-PROTOCOLS = ("skserve.protocols.v1:V1Protocol",)
+PROTOCOLS = ("skserve.protocols.v1:V1Protocol", "skserve.protocols.v2:V2Protocol")
+
+
+def protocol_classes() -> list[type[Protocol]]:
+    """Every registered protocol class, imported now (they are light)."""
+    classes = []
+    for target in PROTOCOLS:
+        module, _, cls = target.partition(":")
+        classes.append(getattr(importlib.import_module(module), cls))
+    return classes
 
 
 def load_protocols(context: Context) -> list[Protocol]:
     """One instance of every registered protocol, bound to `context`."""
-    protocols = []
-    for target in PROTOCOLS:
-        module, _, cls = target.partition(":")
-        protocols.append(getattr(importlib.import_module(module), cls)(context))
-    return protocols
+    return [cls(context) for cls in protocol_classes()]
 
 
-__all__ = ["PROTOCOLS", "Context", "Endpoint", "Protocol", "load_protocols"]
+def owner_of(path: str) -> type[Protocol]:
+    """The protocol whose errors `path` gets when no rule matched it: the
+    longest matching prefix (a whole path segment), else the fallback ("")."""
+    return max(
+        (cls for cls in protocol_classes() if owns(cls.prefix, path)),
+        key=lambda cls: len(cls.prefix),
+    )
+
+
+def owns(prefix: str, path: str) -> bool:
+    """Whether `path` is under `prefix`: `/v2` owns `/v2` and `/v2/x`, not `/v2x`."""
+    return not prefix or path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+__all__ = [
+    "PROTOCOLS",
+    "Context",
+    "Endpoint",
+    "Protocol",
+    "load_protocols",
+    "owner_of",
+    "owns",
+    "protocol_classes",
+]

@@ -57,10 +57,16 @@ class Protocol(ABC):
         """Endpoints that need no API key (liveness probes)."""
         return frozenset()
 
+    @staticmethod
     @abstractmethod
+    def render(error: ServingError) -> flask.Response:
+        """`error` as this protocol's error body, with its status and the error's
+        headers (Allow, Retry-After, WWW-Authenticate). Static: errors raised
+        before a service exists (a bad setting) are rendered with it too."""
+
     def error_response(self, error: ServingError) -> flask.Response:
-        """Render `error` as this protocol's error body, with its status and the
-        error's headers (Allow, Retry-After, WWW-Authenticate)."""
+        """How this instance answers `error` (see `render`)."""
+        return self.render(error)
 
     @abstractmethod
     def no_route(self, path: str) -> str:

@@ -45,9 +45,6 @@ class V1Protocol(Protocol):
     def public(self) -> frozenset[Endpoint]:
         return frozenset({self.health})
 
-    def error_response(self, error: ServingError) -> flask.Response:
-        return self.render(error)
-
     @staticmethod
     def render(error: ServingError) -> flask.Response:
         """{"error": {"code", "message"}}: also how errors are answered before a
