@@ -69,6 +69,31 @@ def read_body(request: flask.Request, limit: int) -> bytes:
     return body
 
 
+# A JSON string, quotes included (unrolled so long strings match in one pass).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+
+
+def check_containers(body: bytes, *, max_rows: int, extra: int) -> None:
+    """Refuse JSON with more arrays and objects than a valid request of MAX_ROWS
+    rows can hold (`max_rows` + `extra`), before json.loads builds a Python
+    object for each: 10 MiB of `[],` would decode into 3.5 million lists
+    (~280 MB) before any shape check.
+
+    413 too_many_rows, as a batch counted after decoding gets: a client that
+    splits its batches on it recovers either way.
+    """
+    budget = max_rows + extra
+    if body.count(b"[") + body.count(b"{") <= budget:  # the common case: cheap
+        return
+    structural = _STRING.sub(b"", body)  # brackets inside strings do not count
+    if structural.count(b"[") + structural.count(b"{") > budget:
+        raise PayloadTooLarge(
+            "the body holds more JSON arrays and objects than a request of "
+            f"MAX_ROWS={max_rows} rows can; split the batch",
+            code=Code.TOO_MANY_ROWS,
+        )
+
+
 def discard_unread_body(request: flask.Request) -> None:
     """Make sure nothing buffers what we did not read.
 

@@ -10,7 +10,6 @@ requests never wait for it.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,7 +18,7 @@ import flask
 from werkzeug.routing import Rule
 
 from skserve.errors import BadRequest, Code, PayloadTooLarge, ServingError
-from skserve.http import json_response, read_body, require_json
+from skserve.http import check_containers, json_response, read_body, require_json
 from skserve.protocols.base import Endpoint, Protocol
 from skserve.rows import to_matrix
 from skserve.runtimes import Prediction
@@ -125,35 +124,10 @@ class Payload:
     probabilities: bool
 
 
-# A JSON string, quotes included (unrolled so long strings match in one pass).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-
-
-def check_structure(body: bytes, *, max_rows: int) -> None:
-    """Refuse a body with more arrays and objects than any valid request has,
-    before json.loads builds a Python object for each of them.
-
-    A valid request is one object holding one list of at most MAX_ROWS rows
-    (each a list or an object): MAX_ROWS + 2 containers. Without this, 10 MiB of
-    `[],` decode into 3.5 million lists (~280 MB) before any shape check.
-    """
-    budget = max_rows + 2
-    if body.count(b"[") + body.count(b"{") <= budget:  # the common case: cheap
-        return
-    structural = _STRING.sub(b"", body)  # brackets inside strings do not count
-    if structural.count(b"[") + structural.count(b"{") > budget:
-        # 413 too_many_rows, as for a batch counted after decoding: a client
-        # that splits its batches on it recovers either way.
-        raise PayloadTooLarge(
-            "the body holds more JSON arrays and objects than a request of "
-            f"MAX_ROWS={max_rows} rows can; split the batch",
-            code=Code.TOO_MANY_ROWS,
-        )
-
-
 def parse_payload(body: bytes, *, max_rows: int) -> Payload:
     """Decode the JSON body and check its shape; BadRequest/PayloadTooLarge if not."""
-    check_structure(body, max_rows=max_rows)
+    # One object holding one list of at most MAX_ROWS rows (lists or objects).
+    check_containers(body, max_rows=max_rows, extra=2)
     try:
         data = json.loads(body, object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 import struct
 import uuid
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from skserve.errors import (
     ServingError,
     UnsupportedMediaType,
 )
-from skserve.http import json_response, read_body
+from skserve.http import check_containers, json_response, read_body
 from skserve.loader import LoadedModel
 from skserve.protocols.base import Endpoint, Protocol
 from skserve.runtimes import Prediction
@@ -56,7 +55,6 @@ _NUMBER = (int, float)
 # and two outputs with theirs), with room for clients' own parameters.
 CONTAINERS = 32
 # A JSON string, quotes included (unrolled so long strings match in one pass).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 
 
 @functools.cache
@@ -275,7 +273,7 @@ def decode_infer(
     """Split off binary data, parse the JSON header and check the request's
     structure, shape and limits; BadRequest/PayloadTooLarge if they fail."""
     header, binary = split_body(body, header_length)
-    check_structure(header, max_rows=max_rows)
+    check_containers(header, max_rows=max_rows, extra=CONTAINERS)
     data = _load_json(header)
     if not isinstance(data, dict):
         raise BadRequest(
@@ -319,23 +317,6 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
             code=Code.INVALID_REQUEST,
         )
     return body[:length], body[length:]
-
-
-def check_structure(header: bytes, *, max_rows: int) -> None:
-    """Refuse a JSON header with more arrays and objects than any valid request
-    has, before json.loads builds a Python object for each of them: 10 MiB of
-    `[],` would decode into millions of lists before any shape check."""
-    budget = max_rows + CONTAINERS
-    if header.count(b"[") + header.count(b"{") <= budget:  # the common case
-        return
-    structural = _STRING.sub(b"", header)  # brackets inside strings do not count
-    if structural.count(b"[") + structural.count(b"{") > budget:
-        # 413 too_many_rows, as /predict answers it: splitting the batch helps.
-        raise PayloadTooLarge(
-            "the request holds more JSON arrays and objects than one of "
-            f"MAX_ROWS={max_rows} rows can; split the batch",
-            code=Code.TOO_MANY_ROWS,
-        )
 
 
 def _load_json(text: bytes) -> Any:

@@ -286,7 +286,7 @@ def test_a_body_of_empty_lists_is_refused_before_it_is_decoded() -> None:
         decode_infer(body, None, max_rows=10)
 
     assert raised.value.status == 413
-    assert "more JSON arrays and objects than one of MAX_ROWS=10" in (
+    assert "more JSON arrays and objects than a request of MAX_ROWS=10" in (
         raised.value.message
     )
 
