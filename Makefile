@@ -19,7 +19,7 @@ $(BIN)/.installed-run: function/requirements.txt train/requirements.txt pyprojec
 	touch $@
 
 # Everything to develop and test, on top of that.
-$(BIN)/.installed: $(BIN)/.installed-run requirements.txt
+$(BIN)/.installed: $(BIN)/.installed-run requirements.txt batch/requirements.txt
 	$(BIN)/python -m pip install --quiet -r requirements.txt
 	touch $@
 

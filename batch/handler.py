@@ -1,0 +1,235 @@
+"""Workers score with exactly the model version the launcher verified, via skserve."""
+
+# The launcher resolves the version (a pinned one, else LATEST read once) and
+# verifies it with fetch_model, recording the SHA-256 of the manifest bytes it
+# verified. Each worker loads the same version through fetch_model behind a
+# store that refuses any other manifest bytes, so a version changed or tampered
+# with after launch fails the job before a pickle is opened, and no signing key
+# has to travel inside the job graph.
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from skserve.errors import BadRequest, IntegrityError
+from skserve.loader import LoadedModel, fetch_model
+from skserve.manifest import MANIFEST, version_key
+from skserve.runtimes import LoadOptions
+from skserve.settings import signing_keys
+from skserve.storage import Store, open_store
+
+# Rows per RunInference batch: examples are blocks of rows, batched by their row
+# count; large enough that numpy and onnxruntime amortise their per-call cost,
+# small enough to bound a worker's memory per batch.
+MAX_BATCH_ROWS = 4_000
+# The most rows a block (one RunInference example) holds. It is also the
+# smallest batch: BatchElements emits an empty batch when the first element
+# outweighs its target, so the target may never fall below one block.
+BLOCK_ROWS = 1_000
+
+
+class Scored(NamedTuple):
+    """A prediction in the model's JSON types (as the HTTP API answers it)."""
+
+    label: Any
+    probabilities: list[float] | None
+
+
+class Refused(NamedTuple):
+    """A row the model itself refused (e.g. a value beyond float32 for trees)."""
+
+    code: str
+    message: str
+
+
+class PinnedStore(Store):
+    """A read-only view of a store that checks the manifest of `version`.
+
+    With `expected` None it records the SHA-256 of the manifest it reads (the
+    launcher); otherwise it refuses manifest bytes with another digest (workers).
+    """
+
+    def __init__(self, inner: Store, version: str, expected: str | None) -> None:
+        self.inner = inner
+        self.uri = inner.uri
+        self.manifest_key = version_key(version, MANIFEST)
+        self.version = version
+        self.expected = expected
+        self.seen: str | None = None
+
+    def read(self, key: str, *, max_bytes: int | None = None) -> bytes:
+        data = self.inner.read(key, max_bytes=max_bytes)
+        if key == self.manifest_key:
+            digest = hashlib.sha256(data).hexdigest()
+            if self.expected is not None and digest != self.expected:
+                raise IntegrityError(
+                    f"the manifest of version {self.version} changed after the job "
+                    "was launched; versions are immutable, so it was tampered with "
+                    "or republished: launch the job again"
+                )
+            self.seen = digest
+        return data
+
+    def read_token(
+        self, key: str, *, max_bytes: int | None = None
+    ) -> tuple[bytes, str]:
+        return self.inner.read_token(key, max_bytes=max_bytes)
+
+    def write(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_absent: bool = False,
+        if_token: str | None = None,
+    ) -> None:
+        raise IntegrityError("batch scoring never writes to the model store")
+
+    def list(self, prefix: str) -> list[str]:
+        return self.inner.list(prefix)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Everything a worker needs to load the launcher's version: plain strings
+    and numbers, so it pickles into the job graph without secrets."""
+
+    root: str  # <store>/<name>
+    name: str
+    version: str
+    manifest_sha256: str
+    runtime: str  # MODEL_RUNTIME: auto, sklearn or onnx
+    max_model_bytes: int
+    allow_version_mismatch: bool = False
+
+    def fetch(self, keys: Sequence[str] = ()) -> LoadedModel:
+        """The verified model; IntegrityError if its manifest is not the pinned one."""
+        store = PinnedStore(open_store(self.root), self.version, self.manifest_sha256)
+        return fetch_model(
+            store,
+            self.version,
+            name=self.name,
+            runtime=self.runtime,
+            options=LoadOptions(allow_version_mismatch=self.allow_version_mismatch),
+            signing_keys=keys,
+            max_model_bytes=self.max_model_bytes,
+        )
+
+
+def verify_at_launch(
+    root: str,
+    name: str,
+    version: str,
+    *,
+    runtime: str,
+    max_model_bytes: int,
+    allow_version_mismatch: bool,
+    keys: Sequence[str],
+) -> tuple[ModelSource, LoadedModel]:
+    """Fetch and verify `version` once (signature included when keys are set)
+    and pin the manifest bytes that passed, for the workers to load."""
+    store = PinnedStore(open_store(root), version, None)
+    model = fetch_model(
+        store,
+        version,
+        name=name,
+        runtime=runtime,
+        options=LoadOptions(allow_version_mismatch=allow_version_mismatch),
+        signing_keys=keys,
+        max_model_bytes=max_model_bytes,
+    )
+    assert store.seen is not None  # fetch_model reads the manifest first
+    source = ModelSource(
+        root=root,
+        name=name,
+        version=version,
+        manifest_sha256=store.seen,
+        runtime=runtime,
+        max_model_bytes=max_model_bytes,
+        allow_version_mismatch=allow_version_mismatch,
+    )
+    return source, model
+
+
+def block_rows(element: Any) -> int:
+    """BatchElements' weight of an element: the rows of its block (the element
+    is `(keys, block)` under KeyedModelHandler, the block alone otherwise)."""
+    block = element[1] if isinstance(element, tuple) else element
+    return len(block)
+
+
+class SkserveModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedModel]):
+    """RunInference's handler: one verified model per worker process; examples
+    are blocks of validated rows ((rows, n_features) float64), batched by row
+    count and predicted by the version's runtime (the ONNX twin when it has one
+    and MODEL_RUNTIME allows it, else scikit-learn)."""
+
+    def __init__(
+        self,
+        source: ModelSource,
+        *,
+        probabilities: bool,
+        max_batch_rows: int = MAX_BATCH_ROWS,
+    ) -> None:
+        super().__init__(
+            min_batch_size=BLOCK_ROWS,
+            max_batch_size=max(max_batch_rows, BLOCK_ROWS),
+            element_size_fn=block_rows,
+        )
+        self.source = source
+        self.probabilities = probabilities
+
+    def load_model(self) -> LoadedModel:
+        # A worker verifies signatures too when it has a key (on the
+        # DirectRunner it shares the launcher's environment); on Dataflow the
+        # pinned manifest digest carries the launcher's verification.
+        return self.source.fetch(signing_keys())
+
+    def run_inference(
+        self,
+        batch: Sequence[np.ndarray],
+        model: LoadedModel,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        """One PredictionResult per block; its inference is a list with one
+        Scored or Refused per row."""
+        outcomes = self._predict(np.concatenate(batch), model)
+        results, start = [], 0
+        for block in batch:
+            end = start + len(block)
+            results.append(PredictionResult(block, outcomes[start:end], model.version))
+            start = end
+        return results
+
+    def _predict(
+        self, matrix: np.ndarray, model: LoadedModel
+    ) -> list[Scored | Refused]:
+        """Each row's outcome. When the model refuses a batch, halve it until the
+        rows it refuses are alone: the others are still scored."""
+        try:
+            result = model.runtime.predict(matrix, probabilities=self.probabilities)
+        except BadRequest as error:
+            if len(matrix) == 1:
+                return [Refused(str(error.code), error.message)]
+            half = len(matrix) // 2
+            return self._predict(matrix[:half], model) + self._predict(
+                matrix[half:], model
+            )
+        labels = result.labels.tolist()
+        if result.probabilities is None:
+            return [Scored(label, None) for label in labels]
+        rows = result.probabilities.tolist()
+        return [Scored(label, row) for label, row in zip(labels, rows, strict=True)]
+
+    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+        # The default pickles the whole batch just to measure it.
+        return sum(block.nbytes for block in batch)
+
+    def get_metrics_namespace(self) -> str:
+        return "skserve"

@@ -1,0 +1,156 @@
+"""The launcher refuses what cannot work in one line, before reading any row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sklearn.linear_model import LinearRegression, LogisticRegression
+
+import batch.cli
+from batch.cli import main
+from tests.support import publish_estimator
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def named_model(tmp_path: Path) -> Path:
+    """A classifier whose manifest names its two features `a` and `b`."""
+    root = tmp_path / "store" / "named"
+    model = LogisticRegression().fit([[0, 0], [1, 1], [0, 1], [1, 0]], [0, 1, 1, 0])
+    publish_estimator(root, model, feature_names=["a", "b"])
+    return root
+
+
+def one_error_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_an_unknown_option_is_a_usage_error_not_silently_ignored(
+    capsys: pytest.CaptureFixture[str], named_model: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", "x", "--output", "y"),
+        "--runer=DataflowRunner",
+    )
+    assert code == 2
+    assert "unknown option --runer" in one_error_line(err)
+
+
+def test_a_pattern_matching_no_file_fails_at_launch(
+    capsys: pytest.CaptureFixture[str], named_model: Path, tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", str(tmp_path / "*.csv")),
+        *("--output", str(tmp_path / "out")),
+    )
+    assert code == 2
+    assert one_error_line(err) == f"error: no input file matches {tmp_path}/*.csv"
+
+
+def test_a_header_lacking_a_feature_fails_at_launch(
+    capsys: pytest.CaptureFixture[str], named_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("id,a,c\n1,2,3\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out"), "--keep", "id"),
+    )
+    assert code == 2
+    assert one_error_line(err) == (
+        f"error: the header of {tmp_path}/in.csv lacks the model's features b "
+        "(expected: a, b) (if it is a data row, pass --header no)"
+    )
+
+
+def test_keep_needs_a_header(
+    capsys: pytest.CaptureFixture[str], named_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("1,2\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out"), "--keep", "id"),
+    )
+    assert code == 2
+    assert "--keep needs a header row" in one_error_line(err)
+
+
+def test_a_kept_column_may_not_take_an_output_columns_name(
+    capsys: pytest.CaptureFixture[str], named_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("prediction,a,b\n1,2,3\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out"), "--keep", "prediction"),
+    )
+    assert code == 2
+    assert "--keep prediction would collide" in one_error_line(err)
+
+
+def test_probabilities_of_a_regressor_are_refused_at_launch(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    root = tmp_path / "store" / "reg"
+    publish_estimator(root, LinearRegression().fit([[0], [1], [2]], [0.0, 1.0, 2.0]))
+    (tmp_path / "in.csv").write_text("1\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(root), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out"), "--probabilities"),
+    )
+    assert code == 1
+    assert "does not give probabilities" in one_error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_model_fails_at_launch_with_the_loaders_message(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("1\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(tmp_path / "nothing"), "--input", str(tmp_path)),
+        *("--output", str(tmp_path / "out")),
+    )
+    assert code == 1
+    assert "LATEST" in one_error_line(err)
+
+
+def test_counts_that_do_not_add_up_fail_the_job(
+    capsys: pytest.CaptureFixture[str],
+    named_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (tmp_path / "in.csv").write_text("a,b\n1,0\n0,x\n")
+    real = batch.cli.counts
+
+    def lossy(result: object) -> dict[str, int]:
+        totals = real(result)
+        assert totals == {"read": 2, "scored": 1, "rejected": 1}
+        return {**totals, "scored": 0}
+
+    monkeypatch.setattr(batch.cli, "counts", lossy)
+    code, out, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out" / "p"), "--progress-seconds", "0"),
+    )
+    assert code == 1
+    assert "read 2, scored 0, rejected 1" in out
+    assert err.strip().splitlines()[-1] == (
+        "error: 2 rows read but 1 scored or rejected"
+    )
