@@ -6,6 +6,12 @@
 # The same resources and the same input rules as infra/*.tf, for those who do
 # not use Terraform.
 #
+# --profile slim deploys without scikit-learn, scipy and joblib: Cloud Functions
+# installs the uploaded folder's requirements.txt, so the script stages the
+# upload (function/ filtered by its .gcloudignore, plus that file) in the
+# gitignored infra/.build/<function>-slim/ with function/requirements-slim.txt
+# as its requirements.txt, deploys from there and sets MODEL_RUNTIME=onnx.
+#
 #   infra/deploy-gcloud.sh --project my-project --region europe-west1 --dry-run
 #
 # Run from anywhere; commands run from the repo root. --dry-run prints every
@@ -22,6 +28,10 @@ Usage: infra/deploy-gcloud.sh --project PROJECT [options]
   --prefix PATH              store prefix in the bucket (default: models)
   --model NAME               model name (default: default)
   --function NAME            function name (default: sklearn-predict)
+  --profile full|slim        dependencies to deploy (default: full): full serves every
+                             version (scikit-learn and onnxruntime), slim only versions
+                             with a verified ONNX twin (onnxruntime, no scikit-learn;
+                             MODEL_RUNTIME=onnx)
   --service-account ID       account the function runs as (default: sklearn-predict)
   --build-service-account ID account Cloud Build builds the function as
                              (default: sklearn-predict-build)
@@ -55,6 +65,7 @@ SECRET_SETTINGS=(API_KEYS MODEL_SIGNING_KEY)
 
 project="" region="us-central1" bucket="" prefix="models" model="default"
 function_name="sklearn-predict" account="sklearn-predict" build_account="sklearn-predict-build"
+profile="full"
 memory="1Gi" cpu="1" timeout="60s" max_instances="10" concurrency="4"
 ingress="all" noncurrent_days="30"
 extra_env=() secrets=() train=1 public=0 dry_run=0
@@ -63,7 +74,7 @@ while (($#)); do
   case "$1" in
     --project | --region | --bucket | --prefix | --model | --function | --service-account | \
       --build-service-account | --memory | --cpu | --timeout | --max-instances | --concurrency | \
-      --ingress-settings | --noncurrent-days | --env | --secret)
+      --ingress-settings | --noncurrent-days | --env | --secret | --profile)
       (($# >= 2)) || die "$1 needs a value"
       value="$2"
       case "$1" in
@@ -73,6 +84,7 @@ while (($#)); do
         --prefix) prefix="$value" ;;
         --model) model="$value" ;;
         --function) function_name="$value" ;;
+        --profile) profile="$value" ;;
         --service-account) account="$value" ;;
         --build-service-account) build_account="$value" ;;
         --memory) memory="$value" ;;
@@ -148,6 +160,28 @@ esac
 # lose its condition), so both paths start at 1.
 [[ "$noncurrent_days" =~ ^[1-9][0-9]*$ ]] ||
   die "--noncurrent-days must be a whole number of days, at least 1"
+case "$profile" in
+  full | slim) ;;
+  *) die "--profile must be full or slim, got '$profile'" ;;
+esac
+# slim has no scikit-learn: it serves twins only, so MODEL_RUNTIME is onnx
+# (auto, the default, means the same there); sklearn could never load.
+if [[ "$profile" == slim ]]; then
+  kept_env=()
+  for setting in "${extra_env[@]+"${extra_env[@]}"}"; do
+    case "$setting" in
+      MODEL_RUNTIME=onnx | MODEL_RUNTIME=auto) ;;
+      MODEL_RUNTIME=*)
+        die "--profile slim has no scikit-learn and serves ONNX twins only" \
+          "(MODEL_RUNTIME=onnx): drop --env $setting or deploy --profile full"
+        ;;
+      *) kept_env+=("$setting") ;;
+    esac
+  done
+  extra_env=("${kept_env[@]+"${kept_env[@]}"}" MODEL_RUNTIME=onnx)
+  command -v git >/dev/null ||
+    die "--profile slim needs git: it applies function/.gcloudignore to stage the upload"
+fi
 email="$account@$project.iam.gserviceaccount.com"
 build_email="$build_account@$project.iam.gserviceaccount.com"
 store="gs://$bucket/$prefix"
@@ -199,6 +233,34 @@ exists() {
 }
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# The upload. Cloud Functions installs the requirements.txt of the folder it
+# receives, so a slim deploy uploads a staged copy of function/: the files its
+# .gcloudignore lets through (matched by git, whose ignore rules are the syntax
+# gcloudignore documents), that .gcloudignore itself (gcloud applies it again),
+# and requirements-slim.txt as requirements.txt. Staged first, before anything
+# reaches the cloud, and in --dry-run too (like the lifecycle file below) so
+# that the printed deploy command runs as it is.
+source_dir="function"
+if [[ "$profile" != full ]]; then
+  source_dir="infra/.build/$function_name-$profile"
+  index="infra/.build/.$function_name-$profile-index"
+  rm -rf "$source_dir" "$index"
+  mkdir -p "$source_dir"
+  # An empty repository: every file is untracked, so ls-files --others lists
+  # function/ as the ignore rules filter it (excluded folders are not entered).
+  git init --quiet "$index"
+  git --git-dir="$index/.git" --work-tree=function ls-files -z --others \
+    --exclude-from=function/.gcloudignore >"$index/files"
+  while IFS= read -r -d '' file; do
+    mkdir -p "$source_dir/$(dirname "$file")"
+    cp "function/$file" "$source_dir/$file"
+  done <"$index/files"
+  rm -rf "$index"
+  cp function/.gcloudignore "$source_dir/.gcloudignore"
+  cp "function/requirements-$profile.txt" "$source_dir/requirements.txt"
+  echo "deploy-gcloud.sh: staged the $profile upload in $source_dir" >&2
+fi
 
 apis=(artifactregistry.googleapis.com cloudbuild.googleapis.com cloudfunctions.googleapis.com
   iam.googleapis.com run.googleapis.com storage.googleapis.com)
@@ -267,7 +329,7 @@ else
 fi
 
 deploy=(gcloud functions deploy "$function_name" --gen2 --project="$project" --region="$region"
-  --runtime=python312 --source=function --entry-point=predict --trigger-http
+  --runtime=python312 --source="$source_dir" --entry-point=predict --trigger-http
   --service-account="$email" --build-service-account="projects/$project/serviceAccounts/$build_email"
   --memory="$memory" --cpu="$cpu" --timeout="$timeout" --max-instances="$max_instances"
   --concurrency="$concurrency" --ingress-settings="$ingress" --set-env-vars="$joined")

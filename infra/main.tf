@@ -6,30 +6,40 @@ provider "google" {
 locals {
   # The deployable unit: function/ exactly as `gcloud functions deploy` uploads it.
   source_dir = "${path.module}/../function"
-  # function/.gcloudignore, as archive_file globs (tests check they agree).
+  # function/.gcloudignore, as fileset() patterns: a folder's rule matches every
+  # file under it (tests check that both keep the same files).
   source_excludes = [
     "**/.gcloudignore",
-    "**/.git",
+    "**/.git/**",
     "**/.gitignore",
-    "**/__pycache__",
+    "**/__pycache__/**",
     "**/*.py[cod]",
-    "**/.pytest_cache",
-    "**/.ruff_cache",
-    "**/.mypy_cache",
-    "**/.hypothesis",
-    "**/tests",
+    "**/.pytest_cache/**",
+    "**/.ruff_cache/**",
+    "**/.mypy_cache/**",
+    "**/.hypothesis/**",
+    "**/tests/**",
     "**/test_*.py",
     "**/*_test.py",
     "**/conftest.py",
-    "**/.venv",
-    "**/venv",
+    "**/.venv/**",
+    "**/venv/**",
     "**/.env",
-    "**/model-store",
+    "**/model-store/**",
     "**/*.pkl",
     "**/*.joblib",
     "**/lambda_main.py",
-    "**/requirements-lambda.txt",
+    "**/requirements-*.txt",
   ]
+  source_files = setsubtract(
+    fileset(local.source_dir, "**"),
+    flatten([for pattern in local.source_excludes : fileset(local.source_dir, pattern)]),
+  )
+  # Cloud Functions installs the archive's requirements.txt: the profile's pins.
+  profile_requirements = {
+    full = "requirements.txt"
+    slim = "requirements-slim.txt"
+  }
 
   model_bucket  = coalesce(var.model_bucket_name, "${var.project_id}-sklearn-models")
   source_bucket = coalesce(var.source_bucket_name, "${var.project_id}-gcf-source")
@@ -41,6 +51,9 @@ locals {
     ? "gs://${local.model_bucket}/${local.model_root}"
     : "gs://${local.model_bucket}/${local.model_root}/versions/${var.model_version}"
   )
+  # slim has no scikit-learn, so it serves twins only (runtime_profile's
+  # validation refuses model_runtime = "sklearn" with it).
+  model_runtime = var.runtime_profile == "slim" ? "onnx" : var.model_runtime
 
   environment = {
     MODEL_URI                      = local.model_uri
@@ -48,7 +61,7 @@ locals {
     MAX_BODY_BYTES                 = tostring(var.max_body_bytes)
     MAX_ROWS                       = tostring(var.max_rows)
     MAX_MODEL_BYTES                = tostring(var.max_model_bytes)
-    MODEL_RUNTIME                  = var.model_runtime
+    MODEL_RUNTIME                  = local.model_runtime
     CORS_ALLOW_ORIGINS             = join(",", var.cors_allow_origins)
     ALLOW_SKLEARN_VERSION_MISMATCH = tostring(var.allow_sklearn_version_mismatch)
     # functions-framework serves with this many gunicorn threads: one per request
@@ -182,7 +195,7 @@ resource "google_secret_manager_secret_iam_member" "function" {
   depends_on = [time_sleep.accounts_propagate]
 }
 
-# --- Source: function/ zipped, named by its content hash ---------------------------
+# --- Source: function/ zipped with its profile's requirements, named by its hash ----
 
 resource "google_storage_bucket" "source" {
   project                     = var.project_id
@@ -196,14 +209,26 @@ resource "google_storage_bucket" "source" {
   depends_on = [google_project_service.apis]
 }
 
+# One `source` block per file (source_dir cannot rename a file), each file's
+# content but requirements.txt's, which is the profile's. Blocks carry no
+# timestamp or mode from the checkout, so the checksum (hence the object name)
+# changes only with the content. file() reads UTF-8 text: function/ holds code,
+# JSON and pins only.
 data "archive_file" "source" {
   type        = "zip"
-  source_dir  = local.source_dir
-  excludes    = local.source_excludes
   output_path = "${path.module}/.build/${var.function_name}-source.zip"
-  # One mode for every file: a checkout's modes (umask, OS) would otherwise
-  # change the checksum, hence the object name, and redeploy unchanged code.
+  # One mode for every file, where the provider applies it to source blocks.
   output_file_mode = "0644"
+
+  dynamic "source" {
+    for_each = local.source_files
+    content {
+      filename = source.value
+      content = file(
+        "${local.source_dir}/${source.value == "requirements.txt" ? local.profile_requirements[var.runtime_profile] : source.value}"
+      )
+    }
+  }
 }
 
 resource "google_storage_bucket_object" "source" {

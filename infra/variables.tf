@@ -243,12 +243,29 @@ variable "max_model_bytes" {
 
 variable "model_runtime" {
   type        = string
-  description = "MODEL_RUNTIME: auto (the verified ONNX twin when present, else the pickle), sklearn or onnx."
+  description = "MODEL_RUNTIME: auto (the verified ONNX twin when present, else the pickle), sklearn or onnx. runtime_profile slim always sets onnx."
   default     = "auto"
 
   validation {
     condition     = contains(["auto", "sklearn", "onnx"], var.model_runtime)
     error_message = "model_runtime must be auto, sklearn or onnx."
+  }
+}
+
+variable "runtime_profile" {
+  type        = string
+  description = "Dependencies deployed: full (function/requirements.txt: scikit-learn and onnxruntime, serves every version) or slim (function/requirements-slim.txt: onnxruntime without scikit-learn, serves only versions with a verified ONNX twin; MODEL_RUNTIME=onnx)."
+  default     = "full"
+
+  validation {
+    condition     = contains(["full", "slim"], var.runtime_profile)
+    error_message = "runtime_profile must be full or slim."
+  }
+
+  # The same rule as infra/deploy-gcloud.sh --profile slim --env MODEL_RUNTIME=...
+  validation {
+    condition     = var.runtime_profile != "slim" || var.model_runtime != "sklearn"
+    error_message = "runtime_profile slim has no scikit-learn and serves ONNX twins only (MODEL_RUNTIME=onnx): leave model_runtime at auto or onnx, or use runtime_profile = \"full\"."
   }
 }
 

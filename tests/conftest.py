@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, NamedTuple
 
+import flask
 import pytest
+from flask.testing import FlaskClient
 
-from tests.support import GCSEmulator, free_port, published_model, run_train
+from tests.support import REPO, GCSEmulator, free_port, published_model, run_train
 
 
 @pytest.fixture(autouse=True)
@@ -31,6 +35,46 @@ def _fresh_service() -> Iterator[None]:
     main._service = None
     yield
     main._service = None
+
+
+class FunctionApp(NamedTuple):
+    """The app functions-framework serves, and the `main` module it executed."""
+
+    app: flask.Flask
+    module: ModuleType
+
+
+@pytest.fixture(scope="session")
+def _function_app() -> FunctionApp:
+    """Built once: create_app executes function/main.py as a new `main` module
+    (and registers it in sys.modules) and points functions_framework's
+    errorhandler at this app, exactly as `functions-framework` does at start."""
+    import functions_framework
+
+    app = functions_framework.create_app(
+        target="predict", source=str(REPO / "function" / "main.py")
+    )
+    return FunctionApp(app, sys.modules["main"])
+
+
+@pytest.fixture
+def client(_function_app: FunctionApp) -> Iterator[FlaskClient]:
+    """A Flask test client of the app functions-framework serves.
+
+    Its `main` is the `main` of sys.modules for the test, so `call()` and
+    `main._service = None` reach the same lazily built service, which is reset
+    around the test (it reads the environment when first built).
+    """
+    app, module = _function_app
+    # Another test (e.g. tests/deploy's Lambda handler) may have imported a
+    # `main` of its own meanwhile.
+    saved = sys.modules.get("main")
+    sys.modules["main"] = module
+    module._service = None
+    yield app.test_client()
+    module._service = None
+    if saved is not None:
+        sys.modules["main"] = saved
 
 
 @pytest.fixture

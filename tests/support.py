@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import io
+import json
 import os
 import re
 import socket
@@ -16,7 +17,14 @@ from typing import Any
 
 import flask
 import joblib
+import pytest
 import requests
+from werkzeug.routing import Rule
+
+from skserve.errors import ServingError
+from skserve.http import json_response
+from skserve.protocols import Protocol
+from skserve.storage import Store
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -109,6 +117,109 @@ def published_model(model_dir: Path) -> Any:
     version = (model_dir / "LATEST").read_text().strip()
     data = (model_dir / "versions" / version / "model.pkl").read_bytes()
     return joblib.load(io.BytesIO(data))
+
+
+def block_onnxruntime(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make this process look like a deployment without onnxruntime: importing
+    it fails, and the onnx runtime's module is imported afresh (all undone by
+    `monkeypatch` after the test)."""
+    import skserve.runtimes
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import` raises
+    monkeypatch.delitem(sys.modules, "skserve.runtimes.onnx", raising=False)
+    monkeypatch.delattr(skserve.runtimes, "onnx", raising=False)
+
+
+class ExampleProtocol(Protocol):
+    """A protocol served beside the real ones under /example, with an error body
+    of its own (application/problem+json). Registered by adding EXAMPLE_PROTOCOL
+    to skserve.protocols.PROTOCOLS, it proves that routes, `Allow` and error
+    rendering come from each protocol's rules, not from a fixed list."""
+
+    name = "example"
+    prefix = "/example"
+
+    def rules(self) -> list[Rule]:
+        return [
+            Rule(
+                "/example/items/<int:item>",
+                methods=["GET", "DELETE"],
+                endpoint=self.item,
+            ),
+            Rule("/example/boom", methods=["POST"], endpoint=self.boom),
+        ]
+
+    @staticmethod
+    def render(error: ServingError) -> flask.Response:
+        body = {"problem": {"status": error.status, "detail": error.message}}
+        response = json_response(body, error.status, error.headers())
+        response.mimetype = "application/problem+json"
+        return response
+
+    def no_route(self, path: str) -> str:
+        return f"the example protocol has no {path}"
+
+    def item(self, request: flask.Request, item: int) -> flask.Response:
+        return json_response({"item": item})
+
+    def boom(self, request: flask.Request) -> flask.Response:
+        raise RuntimeError("secret internals of the example protocol")
+
+
+EXAMPLE_PROTOCOL = f"{__name__}:{ExampleProtocol.__qualname__}"
+
+
+class RecordingStore:
+    """Wraps a store, recording every call by the key's last segment; can fail
+    writes of keys ending in `fail_on` (a publish that dies half way)."""
+
+    def __init__(self, inner: Store, fail_on: str | None = None) -> None:
+        self.inner, self.fail_on = inner, fail_on
+        self.calls: list[tuple[str, str]] = []
+        self.uri = inner.uri
+
+    def read(self, key: str, **kwargs: Any) -> bytes:
+        self.calls.append(("read", key.rsplit("/", 1)[-1]))
+        return self.inner.read(key, **kwargs)
+
+    def read_token(self, key: str, **kwargs: Any) -> tuple[bytes, str]:
+        self.calls.append(("read_token", key.rsplit("/", 1)[-1]))
+        return self.inner.read_token(key, **kwargs)
+
+    def write(self, key: str, data: bytes, **kwargs: Any) -> None:
+        from skserve.errors import StoreError
+
+        self.calls.append(("write", key.rsplit("/", 1)[-1]))
+        if self.fail_on and key.endswith(self.fail_on):
+            raise StoreError(f"injected failure writing {key}")
+        self.inner.write(key, data, **kwargs)
+
+    def list(self, prefix: str) -> list[str]:
+        return self.inner.list(prefix)
+
+
+def promoted_files(model_dir: Path) -> tuple[bytes, dict[str, Any]]:
+    """The promoted version's pickle and manifest facts, to publish them again."""
+    version = (model_dir / "LATEST").read_text().strip()
+    folder = model_dir / "versions" / version
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return (folder / "model.pkl").read_bytes(), manifest
+
+
+def publish_signed(store: Path, key: str | None, name: str = "m") -> str:
+    """Train and promote the seed's model as `<store>/<name>` in this process,
+    signed with `key` (unsigned if None); return its version. No ONNX twin:
+    the pickle is what signing must protect, and a twin costs seconds."""
+    from train.cli import main as train
+
+    if key:
+        os.environ["MODEL_SIGNING_KEY"] = key
+    try:
+        args = ["--store", str(store), "--name", name, "--no-twin"]
+        assert train(args) == 0
+    finally:
+        os.environ.pop("MODEL_SIGNING_KEY", None)
+    return (store / name / "LATEST").read_text().strip()
 
 
 class FunctionServer:

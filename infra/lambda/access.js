@@ -18,6 +18,7 @@ function refusal(message) {
   error.stack = message;
   return error;
 }
+module.exports.refusal = refusal;
 
 async function param(resolveVariable, name) {
   return String((await resolveVariable(`param:${name}`)) ?? '').trim();

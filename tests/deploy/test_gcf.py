@@ -4,7 +4,9 @@ The bundle is built the way `gcloud functions deploy --source=function` builds
 it (honouring function/.gcloudignore), its requirements.txt is installed into a
 fresh Python 3.12 venv, and that venv's functions-framework serves a published
 model from inside the bundle folder, as the Cloud Functions runtime does. A
-missing dependency or an import that escapes function/ fails here.
+missing dependency or an import that escapes function/ fails here. The slim
+profile's upload, staged by `infra/deploy-gcloud.sh --profile slim`, is served
+the same way, from its ONNX twin, by a venv without scikit-learn.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from tests.support import (
     free_port,
     function_env_names,
     published_model,
+    run_train,
     settings_env_names,
     settings_fields,
     unexposed,
@@ -192,13 +195,13 @@ def doublestar_match(pattern: str, path: str) -> bool:
 
 
 def terraform_archive(source: Path) -> list[str]:
-    """What infra/main.tf's archive_file zips from `source` (its `excludes`)."""
+    """What infra/main.tf's archive_file zips from `source`: the files
+    `fileset(dir, "**")` finds (dotfiles too) minus those any of its
+    `source_excludes` patterns finds."""
     locals_ = hcl2.load((REPO / "infra" / "main.tf").open())["locals"][0]
     excludes = [pattern.strip('"') for pattern in locals_["source_excludes"]]
-    return walk_included(
-        source,
-        lambda path, is_dir: any(doublestar_match(p, path) for p in excludes),
-    )
+    every = walk_included(source, lambda path, is_dir: False)
+    return [f for f in every if not any(doublestar_match(p, f) for p in excludes)]
 
 
 def build_bundle(source: Path, target: Path) -> Path:
@@ -281,10 +284,9 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_bundle(FUNCTION, tmp_path_factory.mktemp("gcf") / "bundle")
 
 
-@pytest.fixture(scope="module")
-def bundle_venv(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh Python 3.12 venv holding only the bundle's requirements.txt."""
-    venv = tmp_path_factory.mktemp("gcf-venv") / "venv"
+def install_venv(requirements: Path, folder: Path) -> Path:
+    """A fresh Python 3.12 venv in `folder` holding only `requirements`."""
+    venv = folder / "venv"
     subprocess.run([find_python312(), "-m", "venv", str(venv)], check=True, timeout=300)
     installed = subprocess.run(
         [
@@ -295,7 +297,7 @@ def bundle_venv(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--quiet",
             "--disable-pip-version-check",
             "-r",
-            str(bundle / "requirements.txt"),
+            str(requirements),
         ],
         env={**clean_env(venv, {}), "PIP_CACHE_DIR": str(PIP_CACHE)},
         capture_output=True,
@@ -306,11 +308,19 @@ def bundle_venv(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return venv
 
 
-def dry_run(*args: str, env: Mapping[str, str] | None = None) -> list[list[str]]:
+@pytest.fixture(scope="module")
+def bundle_venv(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh Python 3.12 venv holding only the bundle's requirements.txt."""
+    return install_venv(bundle / "requirements.txt", tmp_path_factory.mktemp("gcf"))
+
+
+def dry_run(
+    *args: str, env: Mapping[str, str] | None = None, script: Path = DEPLOY_SCRIPT
+) -> list[list[str]]:
     """infra/deploy-gcloud.sh --dry-run ARGS, one argv per printed command."""
     base = {k: v for k, v in os.environ.items() if k != "PYTHON"}
     result = subprocess.run(
-        ["bash", str(DEPLOY_SCRIPT), "--dry-run", *args],
+        ["bash", str(script), "--dry-run", *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -357,7 +367,15 @@ def test_upload_is_main_py_pinned_requirements_and_the_serving_package(
 
 
 def test_requirements_pin_every_dependency_exactly() -> None:
-    for name in ("requirements.txt", "requirements-lambda.txt"):
+    names = sorted(p.name for p in FUNCTION.glob("requirements*.txt"))
+
+    assert names == [
+        "requirements-lambda-slim.txt",
+        "requirements-lambda.txt",
+        "requirements-slim.txt",
+        "requirements.txt",
+    ]
+    for name in names:
         lines = [
             line.strip()
             for line in (FUNCTION / name).read_text().splitlines()
@@ -405,9 +423,13 @@ def test_gcloudignore_leaves_tests_caches_stores_and_lambda_files_out(
 
     assert set(kept) <= uploaded
     assert not uploaded & set(junk)
-    assert {".gcloudignore", "lambda_main.py", "requirements-lambda.txt"}.isdisjoint(
-        uploaded
-    )
+    assert {
+        ".gcloudignore",
+        "lambda_main.py",
+        "requirements-lambda.txt",
+        "requirements-slim.txt",
+        "requirements-lambda-slim.txt",
+    }.isdisjoint(uploaded)
     assert uploaded == set(gcloud_upload(FUNCTION)) | set(kept)
 
 
@@ -428,11 +450,14 @@ def test_terraform_archive_holds_the_same_files_as_the_gcloud_upload(
         "skserve/model.pkl",
         ".pytest_cache/README.md",
         ".env",
+        ".git/HEAD",
         "skserve/testing_notes.md",
+        "skserve/requirements-dev.txt",
     ]:
         (source / rel).parent.mkdir(parents=True, exist_ok=True)
         (source / rel).write_text("x")
 
+    assert "skserve/testing_notes.md" in terraform_archive(source)
     assert terraform_archive(source) == gcloud_upload(source)
     assert terraform_archive(FUNCTION) == gcloud_upload(FUNCTION)
 
@@ -752,6 +777,11 @@ def test_dry_run_public_secrets_and_comma_settings() -> None:
         (("--project", "p", "--cpu", "one"), "--cpu must be a number"),
         (("--project", "p", "--ingress-settings", "public"), "--ingress-settings"),
         (("--project", "p", "--noncurrent-days", "0"), "at least 1"),
+        (("--project", "p", "--profile", "tiny"), "--profile must be full or slim"),
+        (
+            ("--project", "p", "--profile", "slim", "--env", "MODEL_RUNTIME=sklearn"),
+            "no scikit-learn",
+        ),
     ],
 )
 def test_dry_run_refuses_bad_arguments_and_prints_no_command(
@@ -852,3 +882,267 @@ def test_script_can_set_every_setting_the_function_reads() -> None:
     assert unexposed(settings_fields(), exposed) == []
     assert exposed - {"THREADS"} <= function_env_names()
     assert lists["SECRET_SETTINGS"] == {"API_KEYS", "MODEL_SIGNING_KEY"}
+
+
+# --- The slim profile: onnxruntime without scikit-learn -------------------------------
+
+SLIM_DROPS = {"scikit-learn", "scipy", "joblib"}
+
+
+def pins(name: str) -> dict[str, str]:
+    """function/NAME's pins as {normalised package name: version}."""
+    found = {}
+    for line in (FUNCTION / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            package, version = line.split("==")
+            found[re.sub(r"[-_.]+", "-", package).lower()] = version
+    return found
+
+
+def script_checkout(root: Path) -> Path:
+    """The deploy script and function/ laid out as in the repo, in a folder of
+    their own: what the script stages in infra/.build/ stays out of the work tree."""
+    (root / "infra").mkdir(parents=True)
+    shutil.copy2(DEPLOY_SCRIPT, root / "infra" / DEPLOY_SCRIPT.name)
+    shutil.copytree(
+        FUNCTION, root / "function", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return root
+
+
+def all_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def test_slim_pins_are_the_full_pins_without_scikit_learn_scipy_joblib() -> None:
+    full, slim = pins("requirements.txt"), pins("requirements-slim.txt")
+
+    assert set(full) - set(slim) == SLIM_DROPS
+    assert set(slim) <= set(full)
+    assert "onnxruntime" in slim
+    for package, version in slim.items():
+        assert version == full[package], package
+
+
+def test_dry_run_slim_stages_the_gcloud_upload_with_the_slim_pins_as_requirements(
+    tmp_path: Path,
+) -> None:
+    checkout = script_checkout(tmp_path / "repo")
+    source = checkout / "function"
+    for rel in [
+        "__pycache__/main.cpython-312.pyc",
+        "skserve/tests/test_x.py",
+        "test_local.py",
+        ".venv/lib/site.py",
+        "model-store/default/LATEST",
+        "skserve/model.pkl",
+        ".env",
+        "skserve/testing_notes.md",
+    ]:
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_text("x")
+    stale = checkout / "infra" / ".build" / "sklearn-predict-slim" / "stale.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("a file an earlier deploy staged")
+
+    *_, deploy, _ = dry_run(
+        "--project",
+        "acme-ml",
+        "--profile",
+        "slim",
+        script=checkout / "infra" / "deploy-gcloud.sh",
+    )
+    staged = checkout / flag(deploy, "source")
+    env = gcloud_dict(flag(deploy, "set-env-vars"))
+    upload = gcloud_upload(source)
+
+    assert staged == stale.parent  # under the gitignored infra/.build/
+    assert (staged / "requirements.txt").read_text() == (
+        (FUNCTION / "requirements-slim.txt").read_text()
+    )
+    assert all_files(staged) == set(upload) | {".gcloudignore"}
+    assert gcloud_upload(staged) == upload
+    assert "skserve/testing_notes.md" in upload
+    for rel in upload:
+        if rel != "requirements.txt":
+            assert (staged / rel).read_bytes() == (source / rel).read_bytes(), rel
+    assert env["MODEL_RUNTIME"] == "onnx"
+    assert flag(deploy, "runtime") == "python312"
+
+
+def test_dry_run_profile_full_uploads_function_with_the_runtime_given() -> None:
+    *_, default, _ = dry_run("--project", "acme-ml")
+    *_, full, _ = dry_run(
+        "--project", "acme-ml", "--profile", "full", "--env", "MODEL_RUNTIME=sklearn"
+    )
+
+    assert flag(default, "source") == flag(full, "source") == "function"
+    assert "MODEL_RUNTIME" not in gcloud_dict(flag(default, "set-env-vars"))
+    assert gcloud_dict(flag(full, "set-env-vars"))["MODEL_RUNTIME"] == "sklearn"
+
+
+def test_dry_run_slim_reads_model_runtime_auto_as_onnx_and_sets_it_once(
+    tmp_path: Path,
+) -> None:
+    checkout = script_checkout(tmp_path / "repo")
+
+    *_, deploy, _ = dry_run(
+        "--project",
+        "acme-ml",
+        "--profile",
+        "slim",
+        "--env",
+        "MODEL_RUNTIME=auto",
+        "--env",
+        "MAX_ROWS=500",
+        script=checkout / "infra" / "deploy-gcloud.sh",
+    )
+    settings = flag(deploy, "set-env-vars")
+
+    assert settings.count("MODEL_RUNTIME=") == 1
+    assert gcloud_dict(settings)["MODEL_RUNTIME"] == "onnx"
+    assert gcloud_dict(settings)["MAX_ROWS"] == "500"
+
+
+@dataclass(frozen=True)
+class SlimUpload:
+    bundle: Path
+    settings: dict[str, str]  # the printed deploy command's --set-env-vars
+
+
+@pytest.fixture(scope="module")
+def slim_upload(tmp_path_factory: pytest.TempPathFactory) -> SlimUpload:
+    """What `deploy-gcloud.sh --profile slim` uploads: its staged folder, copied
+    the way gcloud uploads it."""
+    checkout = script_checkout(tmp_path_factory.mktemp("slim") / "repo")
+    *_, deploy, _ = dry_run(
+        "--project",
+        "acme-ml",
+        "--profile",
+        "slim",
+        script=checkout / "infra" / "deploy-gcloud.sh",
+    )
+    bundle = build_bundle(
+        checkout / flag(deploy, "source"),
+        tmp_path_factory.mktemp("slim-bundle") / "bundle",
+    )
+    return SlimUpload(bundle, gcloud_dict(flag(deploy, "set-env-vars")))
+
+
+@pytest.fixture(scope="module")
+def slim_venv(
+    slim_upload: SlimUpload, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """A fresh Python 3.12 venv holding only the slim upload's requirements.txt."""
+    return install_venv(
+        slim_upload.bundle / "requirements.txt", tmp_path_factory.mktemp("gcf-slim")
+    )
+
+
+FIND_SPECS = """
+import importlib.util, json, sys
+print(json.dumps({m: importlib.util.find_spec(m) is not None for m in sys.argv[1:]}))
+"""
+
+
+def test_slim_upload_serves_the_twin_under_python312_without_scikit_learn(
+    slim_upload: SlimUpload, slim_venv: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    model = published_model(model_dir)
+    version = (model_dir / "LATEST").read_text().strip()
+    rows = [SEED_FEATURES, [0.0] * 10]
+    settings = {**slim_upload.settings, "MODEL_URI": str(model_dir)}
+    specs = subprocess.run(
+        [
+            *(str(slim_venv / "bin" / "python"), "-c", FIND_SPECS),
+            *("sklearn", "scipy", "joblib", "onnxruntime", "functions_framework"),
+        ],
+        env=clean_env(slim_venv, {}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    with BundleServer(slim_venv, slim_upload.bundle, settings, tmp_path) as server:
+        single = server.post({"features": SEED_FEATURES})
+        batch = server.post({"instances": rows, "probabilities": True})
+        metadata = requests.get(server.url + "/metadata", timeout=60)
+
+    assert (model_dir / "versions" / version / "model.onnx").is_file()
+    assert json.loads(specs.stdout) == {
+        "sklearn": False,
+        "scipy": False,
+        "joblib": False,
+        "onnxruntime": True,
+        "functions_framework": True,
+    }
+    assert single.status_code == 200, server.logs()
+    assert single.json() == {
+        "prediction": model.predict([SEED_FEATURES])[0],
+        "model_version": version,
+    }
+    assert batch.json()["predictions"] == model.predict(rows).tolist()
+    np.testing.assert_allclose(
+        batch.json()["probabilities"], model.predict_proba(rows), atol=1e-6
+    )
+    assert metadata.json()["served_by"] == "onnx"
+
+
+def test_slim_upload_answers_503_naming_model_runtime_for_a_version_without_twin(
+    slim_upload: SlimUpload, slim_venv: Path, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    published = run_train("--store", str(store), "--name", "plain", "--no-twin")
+    assert published.returncode == 0, published.stderr
+    settings = {**slim_upload.settings, "MODEL_URI": str(store / "plain")}
+
+    with BundleServer(slim_venv, slim_upload.bundle, settings, tmp_path) as server:
+        refused = server.post({"features": SEED_FEATURES})
+        health = requests.get(server.url + "/health", timeout=60)
+
+    assert refused.status_code == 503, server.logs()
+    assert refused.json()["error"]["code"] == "incompatible_model"
+    assert "MODEL_RUNTIME=onnx" in refused.json()["error"]["message"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert health.status_code == 200
+
+
+INSTALLED = """
+import importlib.metadata, json, re
+print(json.dumps({
+    re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower(): d.version
+    for d in importlib.metadata.distributions()
+}))
+"""
+
+
+def site_packages(venv: Path) -> tuple[dict[str, str], int]:
+    """The venv's distributions ({name: version}) and its site-packages' bytes."""
+    listed = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", INSTALLED],
+        env=clean_env(venv, {}),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert listed.returncode == 0, listed.stderr
+    (folder,) = venv.glob("lib/python3.*/site-packages")
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return json.loads(listed.stdout), size
+
+
+def test_slim_venv_is_the_full_venv_without_scikit_learn_scipy_and_joblib(
+    bundle_venv: Path, slim_venv: Path
+) -> None:
+    full, full_size = site_packages(bundle_venv)
+    slim, slim_size = site_packages(slim_venv)
+
+    print(
+        f"\nCloud Functions site-packages: full {full_size / 1e6:.1f} MB, "
+        f"slim {slim_size / 1e6:.1f} MB"
+    )
+    assert set(full) - set(slim) >= SLIM_DROPS
+    assert {package: full.get(package) for package in slim} == slim
+    assert "onnxruntime" in slim
+    assert slim_size < full_size

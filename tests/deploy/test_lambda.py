@@ -5,9 +5,10 @@ and REST API (1.0) events, loading the model from S3 and its API keys from SSM
 Parameter Store through moto. `osls print` shows what each param resolves to
 (the IAM authorizer, the SSM read grant, refusals). Then
 `osls package` (the maintained Serverless Framework v3 fork, installed by
-`npm ci`) builds the artifact from serverless.yml; the tests open it, check its
-size against Lambda's limit, and run its handler under Python 3.12 with nothing
-but the artifact and the runtime's boto3 on sys.path.
+`npm ci`) builds the artifact from serverless.yml, once per profile (full: the
+pickle with scikit-learn; slim: the ONNX twin with onnxruntime); the tests open
+each, check its size against Lambda's limit, and run its handler under Python
+3.12 with nothing but the artifact and the runtime's boto3 on sys.path.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ SERVICE_ARGS += (f"--param=modelBucket={BUCKET}",)
 PACKAGE_ARGS = ("package", *SERVICE_ARGS, f"--param=apiKeysParameter={KEYS_PARAMETER}")
 API_KEY = "ci-key-0123456789abcdef"  # a test fixture, not a secret
 PUBLISH_ARGS = ("--store", f"s3://{BUCKET}/models", "--name", "default")
+SLIM_BUCKET = "ci-slim-models"
+SLIM_PACKAGE_ARGS = ("package", *SERVICE_ARGS[:4], f"--param=modelBucket={SLIM_BUCKET}")
+SLIM_PACKAGE_ARGS += ("--param=profile=slim",)
+SLIM_DROPS = {"scikit-learn", "scipy", "joblib"}
 
 
 # --- API Gateway events, as AWS sends them ----------------------------------------
@@ -542,6 +547,18 @@ def _pins(name: str) -> dict[str, str]:
     return pins
 
 
+def test_lambda_slim_requirements_swap_scikit_learn_scipy_joblib_for_onnxruntime() -> (
+    None
+):
+    full, slim = _pins("requirements-lambda.txt"), _pins("requirements-lambda-slim.txt")
+    function_pins = _pins("requirements.txt")
+
+    assert set(full) - set(slim) == SLIM_DROPS
+    assert set(slim) - set(full) == {"onnxruntime"}
+    for package, version in slim.items():
+        assert version == full.get(package, function_pins.get(package)), package
+
+
 def test_lambda_requirements_are_the_function_pins_minus_gcs_boto3_and_onnx() -> None:
     lambda_pins, function_pins = (
         _pins("requirements-lambda.txt"),
@@ -568,12 +585,10 @@ def test_lambda_requirements_are_the_function_pins_minus_gcs_boto3_and_onnx() ->
 # --- The real CLI: `osls package` ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def copy_service(service: Path) -> Path:
     """A copy of the service for the CLI (its .serverless/ stays out of the work
     tree); the pip download cache is the repo's gitignored .cache/."""
-    service = tmp_path_factory.mktemp("serverless") / "service"
-    service.mkdir()
+    service.mkdir(parents=True)
     for name in ("serverless.yml", "package.json"):
         shutil.copy2(REPO / name, service / name)
     shutil.copytree(
@@ -584,6 +599,17 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (REPO / ".cache").mkdir(exist_ok=True)
     (service / ".cache").symlink_to(REPO / ".cache")
     return service
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_service(tmp_path_factory.mktemp("serverless") / "service")
+
+
+@pytest.fixture(scope="module")
+def slim_service(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another copy: each package is written to its service's .serverless/."""
+    return copy_service(tmp_path_factory.mktemp("serverless-slim") / "service")
 
 
 def osls(service: Path, *args: str) -> subprocess.CompletedProcess:
@@ -675,6 +701,8 @@ def test_secret_read_is_granted_only_for_the_named_parameters(service: Path) -> 
         ("--param=apiKeys=k", "--param=apiKeys is no longer read"),
         ("--param=apiKeysParameter=keys", "must be an SSM parameter path"),
         ("--param=signingKeyParameter=/aws/x", "must be an SSM parameter path"),
+        ("--param=profile=tiny", 'param "profile" must be full or slim, got "tiny"'),
+        ("--param=modelRuntime=onnx", "--param=modelRuntime is no longer read"),
     ],
 )
 def test_cli_refuses_params_that_would_weaken_access_with_one_line(
@@ -688,17 +716,54 @@ def test_cli_refuses_params_that_would_weaken_access_with_one_line(
     assert "    at " not in output  # a message, not a JavaScript stack trace
 
 
+def test_profile_param_picks_the_requirements_file_and_model_runtime(
+    service: Path,
+) -> None:
+    default = resolved(service)
+    slim = resolved(service, "--param=profile=slim")
+    full = resolved(service, "--param=profile=full")
+
+    assert default["params"]["default"]["profile"] == "full"
+    for config, requirements, runtime in [
+        (default, "requirements-lambda.txt", "sklearn"),
+        (full, "requirements-lambda.txt", "sklearn"),
+        (slim, "requirements-lambda-slim.txt", "onnx"),
+    ]:
+        assert config["custom"]["pythonRequirements"]["fileName"] == requirements
+        assert (FUNCTION / requirements).is_file()  # the plugin reads function/
+        assert config["provider"]["environment"]["MODEL_RUNTIME"] == runtime
+
+
 @dataclass(frozen=True)
 class LambdaPackage:
     artifact: Path
     template: dict[str, Any]
     log: str
 
+    @property
+    def settings(self) -> dict[str, str]:
+        """The function's environment, as CloudFormation will set it."""
+        function = self.template["Resources"]["PredictLambdaFunction"]
+        return function["Properties"]["Environment"]["Variables"]
 
-@pytest.fixture(scope="module")
-def lambda_package(service: Path) -> LambdaPackage:
-    """`osls package`, as the README shows it."""
-    result = osls(service, *PACKAGE_ARGS)
+    def names(self) -> set[str]:
+        with zipfile.ZipFile(self.artifact) as archive:
+            return set(archive.namelist())
+
+    def unzipped_bytes(self) -> int:
+        with zipfile.ZipFile(self.artifact) as archive:
+            return sum(info.file_size for info in archive.infolist())
+
+    def unzip(self, task: Path) -> Path:
+        """The artifact unzipped, as Lambda lays it out in /var/task."""
+        with zipfile.ZipFile(self.artifact) as archive:
+            archive.extractall(task)
+        return task
+
+
+def package(service: Path, *args: str) -> LambdaPackage:
+    """`osls package ARGS` in `service`, and what it built."""
+    result = osls(service, *args)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
     template = json.loads(
@@ -711,20 +776,34 @@ def lambda_package(service: Path) -> LambdaPackage:
 
 
 @pytest.fixture(scope="module")
+def lambda_package(service: Path) -> LambdaPackage:
+    """`osls package`, as the README shows it (the full profile)."""
+    return package(service, *PACKAGE_ARGS)
+
+
+@pytest.fixture(scope="module")
+def slim_package(slim_service: Path) -> LambdaPackage:
+    """`osls package --param=profile=slim`, as the README shows it."""
+    return package(slim_service, *SLIM_PACKAGE_ARGS)
+
+
+@pytest.fixture(scope="module")
 def task_root(
     lambda_package: LambdaPackage, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """The artifact unzipped, as Lambda lays it out in /var/task."""
-    task = tmp_path_factory.mktemp("lambda") / "task"
-    with zipfile.ZipFile(lambda_package.artifact) as archive:
-        archive.extractall(task)
-    return task
+    return lambda_package.unzip(tmp_path_factory.mktemp("lambda") / "task")
+
+
+@pytest.fixture(scope="module")
+def slim_task_root(
+    slim_package: LambdaPackage, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    return slim_package.unzip(tmp_path_factory.mktemp("lambda-slim") / "task")
 
 
 @pytest.fixture(scope="module")
 def artifact_names(lambda_package: LambdaPackage) -> set[str]:
-    with zipfile.ZipFile(lambda_package.artifact) as archive:
-        return set(archive.namelist())
+    return lambda_package.names()
 
 
 def test_package_holds_the_handler_and_the_serving_package_at_the_root(
@@ -764,8 +843,7 @@ def test_package_includes_the_pinned_python_dependencies(
 def test_package_unzipped_fits_lambdas_250_mb_limit(
     lambda_package: LambdaPackage,
 ) -> None:
-    with zipfile.ZipFile(lambda_package.artifact) as archive:
-        unzipped = sum(info.file_size for info in archive.infolist())
+    unzipped = lambda_package.unzipped_bytes()
 
     print(
         f"\nLambda artifact: {unzipped / 1e6:.1f} MB unzipped "
@@ -905,28 +983,10 @@ print(json.dumps([lambda_main.handler(event, None) for event in events]))
 """
 
 
-def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
-    lambda_package: LambdaPackage,
-    task_root: Path,
-    s3_env: dict,
-    moto_server: str,
-    tmp_path: Path,
-) -> None:
-    import boto3
-
-    config = lambda_package.template["Resources"]["PredictLambdaFunction"]
-    settings = config["Properties"]["Environment"]["Variables"]
-    s3 = boto3.client("s3", region_name="us-east-1")
-    s3.create_bucket(Bucket=BUCKET)
-    published = run_train(*PUBLISH_ARGS, env=s3_env)
-    assert published.returncode == 0, published.stderr
-    latest = s3.get_object(Bucket=BUCKET, Key="models/default/LATEST")
-    version = latest["Body"].read().decode().strip()
-    pickled = s3.get_object(
-        Bucket=BUCKET, Key=f"models/default/versions/{version}/model.pkl"
-    )
-    model = joblib.load(io.BytesIO(pickled["Body"].read()))
-    runtime = tmp_path / "runtime"
+@pytest.fixture(scope="module")
+def lambda_runtime(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the python3.12 Lambda runtime adds to sys.path: its boto3."""
+    runtime = tmp_path_factory.mktemp("lambda-runtime") / "runtime"
     boto3_pin = f"boto3=={_pins('requirements.txt')['boto3']}"
     installed = subprocess.run(
         [
@@ -939,6 +999,67 @@ def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
         timeout=600,
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
+    return runtime
+
+
+def invoke_packaged(
+    task_root: Path,
+    runtime: Path,
+    settings: dict[str, str],
+    events: list[dict[str, Any]],
+    tmp_path: Path,
+    *,
+    script: str = INVOKE,
+) -> subprocess.CompletedProcess:
+    """`script` under Python 3.12 -S in the task root, with the function's
+    `settings` and this session's AWS endpoints: Lambda's cold start, then
+    one invocation per event."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", str(tmp_path)),
+        "LANG": "C.UTF-8",
+        **settings,
+        **{k: v for k, v in os.environ.items() if k.startswith(("AWS_", "PYENV"))},
+    }
+    return subprocess.run(
+        [str(PYTHON312), "-S", "-c", script, str(task_root), str(runtime)],
+        cwd=task_root,  # Lambda's working directory is the task root
+        input=json.dumps(events),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def published_from_s3(bucket: str, name: str) -> tuple[str, Any]:
+    """The promoted version of s3://<bucket>/models/<name> and its estimator."""
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    latest = s3.get_object(Bucket=bucket, Key=f"models/{name}/LATEST")
+    version = latest["Body"].read().decode().strip()
+    pickled = s3.get_object(
+        Bucket=bucket, Key=f"models/{name}/versions/{version}/model.pkl"
+    )
+    return version, joblib.load(io.BytesIO(pickled["Body"].read()))
+
+
+def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
+    lambda_package: LambdaPackage,
+    task_root: Path,
+    lambda_runtime: Path,
+    s3_env: dict,
+    moto_server: str,
+    tmp_path: Path,
+) -> None:
+    import boto3
+
+    settings = lambda_package.settings
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    published = run_train(*PUBLISH_ARGS, env=s3_env)
+    assert published.returncode == 0, published.stderr
+    version, model = published_from_s3(BUCKET, "default")
     # The API keys, where the template's API_KEYS_SSM_PARAMETER points, on
     # moto's server: the packaged handler reads them with the runtime's boto3.
     boto3.client(
@@ -962,24 +1083,8 @@ def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
         http_api_event("GET", "/metadata", headers=key),
         http_api_event("POST", "/predict", {"features": SEED_FEATURES}),
     ]
-    env = {
-        "PATH": "/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", str(tmp_path)),
-        "LANG": "C.UTF-8",
-        **settings,  # the function's environment, as CloudFormation will set it
-        **{k: v for k, v in s3_env.items() if k.startswith("AWS_")},
-        "AWS_ENDPOINT_URL_SSM": moto_server,
-        **{k: v for k, v in os.environ.items() if k.startswith("PYENV")},
-    }
-    result = subprocess.run(
-        [str(PYTHON312), "-S", "-c", INVOKE, str(task_root), str(runtime)],
-        cwd=task_root,  # Lambda's working directory is the task root
-        input=json.dumps(events),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    os.environ["AWS_ENDPOINT_URL_SSM"] = moto_server
+    result = invoke_packaged(task_root, lambda_runtime, settings, events, tmp_path)
     assert result.returncode == 0, result.stderr[-4000:]
     health, single, batch, metadata, anonymous = map(
         answer, json.loads(result.stdout.splitlines()[-1])
@@ -996,8 +1101,132 @@ def test_packaged_handler_serves_the_readme_publish_from_s3_under_python312(
         model.predict([SEED_FEATURES, [0.0] * 10]).tolist()
     )
     assert metadata.body["model_version"] == version
+    assert metadata.body["served_by"] == "sklearn"
     assert anonymous.status == 401
     assert API_KEY not in result.stdout + result.stderr
+
+
+# The same cold start, reporting which model libraries the process could find
+# and which it imported.
+INVOKE_REPORTING = """
+import importlib.util, json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
+import lambda_main
+events = json.loads(sys.stdin.read())
+answers = [lambda_main.handler(event, None) for event in events]
+libraries = ("sklearn", "scipy", "joblib", "onnxruntime")
+print(json.dumps({
+    "answers": answers,
+    "findable": sorted(m for m in libraries if importlib.util.find_spec(m)),
+    "imported": sorted({m.split(".")[0] for m in sys.modules} & set(libraries)),
+}))
+"""
+
+
+def test_slim_package_holds_onnxruntime_and_no_scikit_learn_scipy_or_joblib(
+    slim_package: LambdaPackage,
+) -> None:
+    names = slim_package.names()
+    dist_infos = {n.split("/")[0] for n in names if ".dist-info/" in n}
+    versions = {
+        re.sub(
+            r"[-_.]+", "-", d.removesuffix(".dist-info").rsplit("-", 1)[0]
+        ).lower(): d.removesuffix(".dist-info").rsplit("-", 1)[1]
+        for d in dist_infos
+    }
+    top_level = {n.split("/")[0] for n in names}
+
+    for package, version in _pins("requirements-lambda-slim.txt").items():
+        assert versions.get(package) == version, package
+    assert not SLIM_DROPS & set(versions)
+    assert not {"sklearn", "scipy", "joblib", "scipy.libs"} & top_level
+    assert "boto3" not in versions  # the runtime's
+    assert {"lambda_main.py", "main.py", "skserve/runtimes/onnx.py"} <= names
+    assert slim_package.settings["MODEL_RUNTIME"] == "onnx"
+    assert slim_package.settings["MODEL_URI"] == f"s3://{SLIM_BUCKET}/{PARAM_PATH}"
+
+
+def test_both_profiles_fit_lambdas_limit_and_slim_is_the_smaller(
+    lambda_package: LambdaPackage, slim_package: LambdaPackage
+) -> None:
+    sizes = {
+        name: (built.unzipped_bytes(), built.artifact.stat().st_size)
+        for name, built in (("full", lambda_package), ("slim", slim_package))
+    }
+
+    print()
+    for name, (unzipped, zipped) in sizes.items():
+        print(
+            f"Lambda artifact, {name} profile: {unzipped / 1e6:.1f} MB unzipped "
+            f"({zipped / 1e6:.1f} MB zipped)"
+        )
+    assert sizes["slim"][0] < sizes["full"][0] < LAMBDA_UNZIPPED_LIMIT
+    assert sizes["slim"][1] < sizes["full"][1]
+
+
+def test_slim_packaged_handler_serves_the_twin_under_python312_without_sklearn(
+    slim_package: LambdaPackage,
+    slim_task_root: Path,
+    lambda_runtime: Path,
+    s3_env: dict,
+    tmp_path: Path,
+) -> None:
+    import boto3
+
+    settings = slim_package.settings
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=SLIM_BUCKET)
+    store = ("--store", f"s3://{SLIM_BUCKET}/models")
+    twin = run_train(*store, "--name", "default", env=s3_env)
+    plain = run_train(*store, "--name", "plain", "--no-twin", env=s3_env)
+    assert twin.returncode == 0 and plain.returncode == 0, twin.stderr + plain.stderr
+    version, model = published_from_s3(SLIM_BUCKET, "default")
+    rows = [SEED_FEATURES, [0.0] * 10]
+    events = [
+        http_api_event("POST", "/predict", {"features": SEED_FEATURES}),
+        rest_api_event("POST", "/predict", {"instances": rows, "probabilities": True}),
+        http_api_event("GET", "/metadata"),
+    ]
+    refused_settings = {**settings, "MODEL_URI": f"s3://{SLIM_BUCKET}/models/plain"}
+
+    served = invoke_packaged(
+        slim_task_root,
+        lambda_runtime,
+        settings,
+        events,
+        tmp_path,
+        script=INVOKE_REPORTING,
+    )
+    refusing = invoke_packaged(
+        slim_task_root,
+        lambda_runtime,
+        refused_settings,
+        events[:1],
+        tmp_path,
+        script=INVOKE_REPORTING,
+    )
+    assert served.returncode == 0, served.stderr[-4000:]
+    assert refusing.returncode == 0, refusing.stderr[-4000:]
+    report = json.loads(served.stdout.splitlines()[-1])
+    single, batch, metadata = map(answer, report["answers"])
+    (refused,) = map(answer, json.loads(refusing.stdout.splitlines()[-1])["answers"])
+
+    assert "with ONNX twin" in twin.stdout
+    assert report["findable"] == ["onnxruntime"]  # nothing else to fall back on
+    assert report["imported"] == ["onnxruntime"]
+    assert single.status == 200, served.stdout[-4000:]
+    assert single.body == {
+        "prediction": model.predict([SEED_FEATURES])[0],
+        "model_version": version,
+    }
+    assert batch.body["predictions"] == model.predict(rows).tolist()
+    np.testing.assert_allclose(
+        batch.body["probabilities"], model.predict_proba(rows), atol=1e-6
+    )
+    assert metadata.body["served_by"] == "onnx"
+    assert refused.status == 503
+    assert refused.body["error"]["code"] == "incompatible_model"
+    assert "MODEL_RUNTIME=onnx" in refused.body["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
 
 
 def test_readme_shows_the_commands_these_tests_run() -> None:
@@ -1007,5 +1236,6 @@ def test_readme_shows_the_commands_these_tests_run() -> None:
 
     assert "make node_modules/.installed" in shown
     assert shlex.join(["node_modules/.bin/osls", *PACKAGE_ARGS]) in shown
+    assert shlex.join(["node_modules/.bin/osls", *SLIM_PACKAGE_ARGS]) in shown
     assert shlex.join(["python", "-m", "train", *PUBLISH_ARGS]) in shown
     assert "npm ci" in (REPO / "Makefile").read_text()

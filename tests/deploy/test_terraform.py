@@ -151,12 +151,21 @@ def test_source_is_function_folder_zipped_and_named_by_its_hash(
     archive = resources(main_tf, "data")["archive_file.source"]
     obj = resources(main_tf)["google_storage_bucket_object.source"]
     storage = function["build_config"][0]["source"][0]["storage_source"][0]
+    (blocks,) = archive["dynamic"]
+    source = blocks["source"]
+    content = source["content"][0]
 
     assert local["source_dir"] == "${path.module}/../function"
     assert (INFRA / "../function").resolve() == FUNCTION
     assert (FUNCTION / "main.py").is_file()
-    assert archive["source_dir"] == "${local.source_dir}"
-    assert archive["excludes"] == "${local.source_excludes}"
+    # One block per file: the provider refuses source blocks beside source_dir.
+    assert not {"source_dir", "source_file", "excludes"} & set(archive)
+    assert source["for_each"] == "${local.source_files}"
+    assert local["source_files"] == (
+        '${setsubtract(fileset(local.source_dir, "**"), flatten([for pattern in '
+        "local.source_excludes : fileset(local.source_dir, pattern)]))}"
+    )
+    assert content["filename"] == "${source.value}"
     assert "${data.archive_file.source.output_sha256}" in obj["name"]
     assert obj["source"] == "${data.archive_file.source.output_path}"
     assert storage["object"] == "${google_storage_bucket_object.source.name}"
@@ -572,3 +581,46 @@ def test_infra_leaves_no_generated_state_in_the_repo() -> None:
     assert not list(INFRA.glob("*.tfstate"))
     for script in ("deploy-gcloud.sh", "lambda/python.sh"):
         assert (INFRA / script).stat().st_mode & 0o111, f"{script} is not executable"
+
+
+def test_runtime_profile_picks_the_requirements_and_the_runtime_the_script_does(
+    main_tf: dict[str, Any], local: dict[str, Any], variables: dict[str, Any]
+) -> None:
+    profile = variables["runtime_profile"]
+    choices, cross = (v["condition"] for v in profile["validation"])
+    archive = resources(main_tf, "data")["archive_file.source"]
+    content = archive["dynamic"][0]["source"]["content"][0]["content"]
+    requirements = local["profile_requirements"]
+
+    assert profile["default"] == "full"
+    assert choices == '${contains(["full", "slim"], var.runtime_profile)}'
+    assert set(requirements) == {"full", "slim"}
+    assert requirements["full"] == "requirements.txt"
+    # requirements.txt's entry in the archive holds the profile's file.
+    assert content == (
+        '${file("${local.source_dir}/${source.value == "requirements.txt" ? '
+        'local.profile_requirements[var.runtime_profile] : source.value}")}'
+    )
+    assert local["environment"]["MODEL_RUNTIME"] == "${local.model_runtime}"
+    assert local["model_runtime"] == (
+        '${var.runtime_profile == "slim" ? "onnx" : var.model_runtime}'
+    )
+    assert cross == (
+        '${var.runtime_profile != "slim" || var.model_runtime != "sklearn"}'
+    )
+    for name, file in requirements.items():
+        deploy = next(
+            argv
+            for argv in dry_run("--project", "p", "--profile", name)
+            if argv[:3] == ["gcloud", "functions", "deploy"]
+        )
+        flags = dict(a[2:].split("=", 1) for a in deploy if "=" in a)
+        staged = REPO / flags["source"]
+        env = flags["set-env-vars"].split(",")
+        assert (staged / "requirements.txt").read_text() == (
+            (FUNCTION / file).read_text()
+        ), name
+        assert ("MODEL_RUNTIME=onnx" in env) == (name == "slim")
+    assert not script_accepts("--profile", "slim", "--env", "MODEL_RUNTIME=sklearn")
+    assert script_accepts("--profile", "full", "--env", "MODEL_RUNTIME=sklearn")
+    assert not script_accepts("--profile", "tiny")

@@ -1,7 +1,8 @@
-"""`python -m train`: fit, publish, list and promote, as DESIGN.md's Training CLI.
+"""train.cli: fit, publish, list and promote as DESIGN.md's Training CLI says.
 
-Most tests call `train.cli.main([...])` in-process (fast, output via capsys); a few
-run the real `python -m train` process where "no traceback" must be proven.
+Most tests call `train.cli.main([...])` in-process (fast, output via capsys); the
+few marked `slow` run the real `python -m train` process, where "one line, no
+traceback" must be proven.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import io
 import itertools
 import json
+import os
 import pickle
 import platform
 import re
@@ -26,9 +28,10 @@ import numpy as np
 import pytest
 
 import train.publish
-from tests.support import free_port, run_train
+from tests.support import free_port, publish_signed, run_train
 from train.cli import main
 
+SIGNING_KEY = "k" * 32
 DESIGN_FIELDS = {
     "name",
     "version",
@@ -161,18 +164,17 @@ def _fit_csv(
     store: Path,
     *extra: str,
     name: str = "m",
+    twin: bool = False,
 ) -> Result:
+    """Fit and publish a CSV; without an ONNX twin unless `twin`, since building
+    and parity-checking one costs seconds per fit (tests/unit/train/test_twin.py
+    is about twins; here only test_manifest_has_every_design_field... asks)."""
     result = _cli(
         capsys,
-        "--data",
-        str(csv_path),
-        "--target",
-        target,
-        "--store",
-        str(store),
-        "--name",
-        name,
+        *("--data", str(csv_path), "--target", target),
+        *("--store", str(store), "--name", name),
         *extra,
+        *(() if twin else ("--no-twin",)),
     )
     assert result.code == 0, result.err
     return result
@@ -486,7 +488,7 @@ def test_manifest_has_every_design_field_and_describes_the_real_artifact(
 
     data = _classification_csv(tmp_path / "pets.csv", ["cat", "dog"], n=60)
 
-    _fit_csv(capsys, data, "label", tmp_path / "store", name="pets")
+    _fit_csv(capsys, data, "label", tmp_path / "store", name="pets", twin=True)
 
     root = tmp_path / "store" / "pets"
     version = _latest(root)
@@ -500,11 +502,17 @@ def test_manifest_has_every_design_field_and_describes_the_real_artifact(
     assert manifest["estimator"] == "sklearn.ensemble._forest.RandomForestClassifier"
     assert manifest["n_features"] == 3
     assert manifest["feature_names"] == ["x1", "x2", "x3"]
-    assert manifest["files"] == {
-        "model.pkl": {
-            "sha256": hashlib.sha256(artifact).hexdigest(),
-            "bytes": len(artifact),
-        }
+    assert manifest["files"]["model.pkl"] == {
+        "sha256": hashlib.sha256(artifact).hexdigest(),
+        "bytes": len(artifact),
+    }
+    # A forest passes the parity gate: its twin is listed like the pickle.
+    twin = (root / "versions" / version / "model.onnx").read_bytes()
+    assert set(manifest["files"]) == {"model.pkl", "model.onnx"}
+    assert manifest["twin"]["file"] == "model.onnx"
+    assert manifest["files"]["model.onnx"] == {
+        "sha256": hashlib.sha256(twin).hexdigest(),
+        "bytes": len(twin),
     }
     assert manifest["environment"] == {
         "python": platform.python_version(),
@@ -577,7 +585,8 @@ def test_publish_a_fitted_pickle_stores_its_exact_bytes_and_introspected_facts(
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
         "bytes": path.stat().st_size,
     }
-    assert manifest["training"]["source"] == f"file:{path}"
+    # The file's name only: the trainer's local paths stay out of the store.
+    assert manifest["training"]["source"] == f"file:{path.name}"
     assert set(manifest) >= DESIGN_FIELDS
     assert f"MODEL_URI={root}" in result.out.splitlines()
 
@@ -632,6 +641,7 @@ def test_publish_refuses_what_is_not_a_fitted_estimator_leaving_latest(
     _assert_untouched(existing)
 
 
+@pytest.mark.slow  # spawns `python -m train`: seconds of imports per run
 def test_publish_of_a_non_estimator_pickle_is_one_line_from_a_real_process(
     tmp_path: Path, existing: Existing
 ) -> None:
@@ -787,6 +797,25 @@ def test_list_orders_versions_published_in_the_same_second_newest_first(
     assert shown == [newer, older]
 
 
+def test_promote_refuses_an_unsigned_version_when_a_key_is_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    signed = publish_signed(tmp_path, SIGNING_KEY)
+    os.environ["MODEL_SIGNING_KEY"] = SIGNING_KEY
+    publish = ["--store", str(tmp_path), "--name", "m", "--no-promote", "--no-twin"]
+    assert main(publish) == 0
+    os.environ.pop("MODEL_SIGNING_KEY")
+    assert main(publish) == 0
+    unsigned = capsys.readouterr().out.split("version ")[-1].split()[0]
+    os.environ["MODEL_SIGNING_KEY"] = SIGNING_KEY
+
+    status = main(["promote", unsigned, "--store", str(tmp_path), "--name", "m"])
+
+    assert status == 1
+    assert "not signed" in capsys.readouterr().err
+    assert _latest(tmp_path / "m") == signed
+
+
 # ----------------------------------------------------------------- bad input to fit
 
 
@@ -900,6 +929,7 @@ def test_bad_fit_input_is_one_error_line_and_leaves_latest_untouched(
     _assert_untouched(existing)
 
 
+@pytest.mark.slow  # spawns `python -m train`: seconds of imports per run
 @pytest.mark.parametrize(
     "make", [_bad_missing, _bad_feature, _bad_target, _bad_seed], ids=_case_id
 )
@@ -917,6 +947,7 @@ def test_bad_fit_input_from_a_real_process_prints_exactly_one_line(
     _assert_untouched(existing)
 
 
+@pytest.mark.slow  # spawns `python -m train`: seconds of imports per run
 def test_more_classes_than_holdout_rows_never_ends_in_a_traceback(
     tmp_path: Path, existing: Existing
 ) -> None:
@@ -937,6 +968,7 @@ def test_more_classes_than_holdout_rows_never_ends_in_a_traceback(
     assert len(manifest["classes"]) == 15
 
 
+@pytest.mark.slow  # spawns `python -m train`: seconds of imports per run
 def test_forcing_classification_of_a_continuous_target_is_one_error_line(
     tmp_path: Path, existing: Existing
 ) -> None:
@@ -964,6 +996,7 @@ def _unreachable_env() -> dict[str, str]:
     }
 
 
+@pytest.mark.slow  # spawns `python -m train`: seconds of imports per run
 def test_fit_to_an_unreachable_store_is_one_error_line(
     aws_credentials: None, tmp_path: Path
 ) -> None:
@@ -979,6 +1012,7 @@ def test_fit_to_an_unreachable_store_is_one_error_line(
     assert "LATEST" not in result.stdout
 
 
+@pytest.mark.slow  # spawns `python -m train`: seconds of imports per run
 def test_list_of_an_unreachable_store_is_one_error_line(aws_credentials: None) -> None:
     result = run_train(
         "list", "--store", "s3://bucket/p", "--name", "m", env=_unreachable_env()
@@ -1011,6 +1045,7 @@ def test_an_unauthorised_s3_store_is_one_line_naming_the_error_code(
         s3.create_bucket(Bucket="models")
         assert _cli(capsys, "publish", str(tiny_pickle), *store).code == 0
         latest = s3.get_object(Bucket="models", Key="team/m/LATEST")["Body"].read()
+        published = [o["Key"] for o in s3.list_objects_v2(Bucket="models")["Contents"]]
         if who == "user without policy":
             iam = boto3.client("iam", region_name="us-east-1")
             iam.create_user(UserName="nobody")
@@ -1038,9 +1073,11 @@ def test_an_unauthorised_s3_store_is_one_line_naming_the_error_code(
         assert "s3://models/team/m/" in line, command
         assert result.out == "", command
     assert after == latest
-    assert len(keys) == 3  # model.pkl, manifest.json, LATEST: nothing added
+    assert keys == published  # nothing added, nothing removed
 
 
+@pytest.mark.slow  # four `python -m train` runs against a moto server
+@pytest.mark.e2e
 def test_fit_list_and_promote_through_a_real_s3_endpoint(
     s3_env: dict, tmp_path: Path, tiny_pickle: Path
 ) -> None:

@@ -1,13 +1,16 @@
-"""The function called the way Google's samples test Cloud Functions."""
+"""The function answers as DESIGN.md says, called as Google's samples call it."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
+from flask.testing import FlaskClient
 
 from tests.support import SEED_FEATURES, call, publish_estimator
 
@@ -150,3 +153,45 @@ def test_responses_are_strict_json(served: Path) -> None:
     response = call(json={"features": SEED_FEATURES, "probabilities": True})
 
     json.loads(response.get_data(), parse_constant=lambda c: 1 / 0)
+
+
+# --- through the Flask app functions-framework builds around `predict` ------------
+
+
+def test_the_framework_app_answers_the_seed_request(
+    client: FlaskClient, served: Path, seed_model: Any
+) -> None:
+    response = client.post("/predict", json={"features": SEED_FEATURES})
+
+    assert response.status_code == 200
+    assert response.get_json()["prediction"] == seed_model.predict([SEED_FEATURES])[0]
+    assert (
+        response.headers["X-Model-Version"] == (served / "LATEST").read_text().strip()
+    )
+
+
+def test_a_request_id_ending_in_a_newline_is_replaced_not_echoed(
+    client: FlaskClient, served: Path
+) -> None:
+    """`abc\\n` passes a `^...$` check; echoing it would break the header."""
+    response = client.post(
+        "/predict",
+        json={"features": SEED_FEATURES},
+        environ_overrides={"HTTP_X_REQUEST_ID": "abc\n"},
+    )
+
+    assert response.status_code == 200
+    assert response.headers["X-Request-Id"] != "abc\n"
+    assert re.fullmatch(r"[0-9a-f]{32}", response.headers["X-Request-Id"])
+
+
+@pytest.mark.parametrize("path", ["/predict/", "//predict", "/predict//"])
+def test_extra_slashes_around_predict_are_served_as_predict(
+    client: FlaskClient, served: Path, path: str
+) -> None:
+    response = client.post(
+        "/", json={"features": SEED_FEATURES}, environ_overrides={"PATH_INFO": path}
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["prediction"] in (0, 1)

@@ -1,5 +1,4 @@
-"""Lazy, thread-safe loading: one load for many cold requests, retry after failure,
-and nothing unpickled before its checksum matches."""
+"""The function loads once for many cold requests and unpickles only verified bytes."""
 
 from __future__ import annotations
 
@@ -9,14 +8,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
-
-from skserve.errors import ObjectNotFound, Unavailable
-from skserve.holder import ModelHolder
-from skserve.loader import LoadedModel, fetch_model
 from skserve.manifest import MANIFEST, Manifest, sha256_hex
 from skserve.runtimes.sklearn import ARTIFACT
-from skserve.storage import open_store
 from tests.support import SEED_FEATURES, UnpicklingMarker, call
 
 
@@ -37,74 +30,6 @@ def test_32_cold_threads_share_exactly_one_load(served: Path) -> None:
     assert service.models.loads == 1
 
 
-class _FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _holder(fetch, clock: _FakeClock, **kwargs) -> ModelHolder:  # type: ignore[no-untyped-def]
-    return ModelHolder(fetch, lambda: "v1", clock=clock, **kwargs)
-
-
-def test_failed_load_is_retried_after_backoff_not_cached(model_dir: Path) -> None:
-    store = open_store(str(model_dir))
-    version = (model_dir / "LATEST").read_text().strip()
-    attempts: list[str] = []
-    down = True
-
-    def fetch(_: str) -> LoadedModel:
-        attempts.append("try")
-        if down:
-            raise ObjectNotFound("store is down")
-        return fetch_model(store, version)
-
-    clock = _FakeClock()
-    holder = _holder(fetch, clock, backoff=(2.0, 30.0))
-
-    with pytest.raises(Unavailable) as first:
-        holder.get()
-    with pytest.raises(Unavailable) as during_backoff:
-        holder.get()
-    down = False
-    clock.now += 2.0
-    model = holder.get()
-
-    assert first.value.headers()["Retry-After"] == "2"
-    assert during_backoff.value.code == "not_found_in_store"
-    assert attempts == ["try", "try"]  # the backoff window did not hit the store
-    assert model.version == version
-
-
-def test_backoff_doubles_and_is_capped() -> None:
-    clock = _FakeClock()
-
-    def fetch(_: str) -> LoadedModel:
-        raise Unavailable("down")
-
-    holder = _holder(fetch, clock, backoff=(1.0, 4.0))
-    waits = []
-    for _ in range(4):
-        with pytest.raises(Unavailable) as error:
-            holder.get()
-        waits.append(error.value.retry_after)
-        clock.now += error.value.retry_after
-
-    assert waits == [1, 2, 4, 4]
-
-
-def test_unexpected_exception_while_loading_is_a_503_not_a_crash() -> None:
-    def fetch(_: str) -> LoadedModel:
-        raise ZeroDivisionError("bug")
-
-    with pytest.raises(Unavailable) as error:
-        _holder(fetch, _FakeClock()).get()
-
-    assert "bug" not in error.value.message
-
-
 def _swap_artifact(model_dir: Path, data: bytes) -> None:
     version = (model_dir / "LATEST").read_text().strip()
     (model_dir / "versions" / version / ARTIFACT).write_bytes(data)
@@ -113,6 +38,7 @@ def _swap_artifact(model_dir: Path, data: bytes) -> None:
 def test_pickle_replaced_after_publishing_is_refused_unpickled(
     served: Path, tmp_path: Path
 ) -> None:
+    os.environ["MODEL_RUNTIME"] = "sklearn"  # serve the pickle, not a twin
     marker = tmp_path / "unpickled"
     _swap_artifact(served, pickle.dumps(UnpicklingMarker(str(marker))))
 
@@ -128,6 +54,7 @@ def test_pickle_replaced_after_publishing_is_refused_unpickled(
 def test_pickle_of_same_size_but_other_bytes_is_refused(
     served: Path, tmp_path: Path
 ) -> None:
+    os.environ["MODEL_RUNTIME"] = "sklearn"  # serve the pickle, not a twin
     version = (served / "LATEST").read_text().strip()
     path = served / "versions" / version / ARTIFACT
     data = bytearray(path.read_bytes())
@@ -144,6 +71,7 @@ def test_manifest_and_pickle_both_replaced_still_needs_a_valid_estimator(
     served: Path, tmp_path: Path
 ) -> None:
     """Checksums prove integrity, not intent: a non-estimator is still refused."""
+    os.environ["MODEL_RUNTIME"] = "sklearn"  # serve the pickle, not a twin
     version = (served / "LATEST").read_text().strip()
     folder = served / "versions" / version
     data = pickle.dumps({"not": "a model"})
