@@ -60,7 +60,7 @@ test: lint node_modules/.installed chromium wrk
 	$(BIN)/python -m pytest
 
 test-fast: $(BIN)/.installed
-	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow" -q
+	$(BIN)/python -m pytest tests/unit tests/integration -m "not slow" -q -n 2
 
 format: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -43,6 +43,8 @@ def test_gcs_read_token_is_the_object_generation(gcs_bucket: str) -> None:
     assert int(token) > 0
 
 
+# Slow: each waits out the store's bounded retries (up to 10 s) by design.
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "operation",
     [
