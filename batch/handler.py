@@ -23,6 +23,7 @@ from skserve.manifest import MANIFEST, version_key
 from skserve.runtimes import LoadOptions
 from skserve.settings import signing_keys
 from skserve.storage import Store, open_store
+from skserve.storage.base import Precondition
 
 # Rows per RunInference batch: examples are blocks of rows, batched by their row
 # count; large enough that numpy and onnxruntime amortise their per-call cost,
@@ -81,14 +82,7 @@ class PinnedStore(Store):
     ) -> tuple[bytes, str]:
         return self.inner.read_token(key, max_bytes=max_bytes)
 
-    def write(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_absent: bool = False,
-        if_token: str | None = None,
-    ) -> None:
+    def _put(self, key: str, data: bytes, when: Precondition) -> None:
         raise IntegrityError("batch scoring never writes to the model store")
 
     def list(self, prefix: str) -> list[str]:

@@ -51,6 +51,27 @@ class UnpicklingMarker:
         return (Path.touch, (Path(self.marker),))
 
 
+def imported_after(
+    code: str, watched: tuple[str, ...], env: Mapping[str, str] | None = None
+) -> list[str]:
+    """Which of `watched` modules a fresh interpreter has imported after running
+    `code` from function/ (as a cold start would): the proof of lazy imports."""
+    check = (
+        "\nimport json, sys\n"
+        f"print(json.dumps(sorted(m for m in {watched!r} if m in sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code + check],
+        cwd=REPO / "function",
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -233,24 +254,32 @@ class FunctionServer:
         self.log_path = tmp / f"ff-{self.port}.log"
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [
-                str(BIN / "functions-framework"),
-                "--source",
-                str(cwd / "main.py") if cwd != REPO else "function/main.py",
-                "--target",
-                "predict",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
+            self.command(cwd),
             cwd=cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            env=self.environment(env),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         if wait:
             self.wait_ready()
+
+    def command(self, cwd: Path) -> list[str]:
+        """functions-framework --target=predict on this server's port."""
+        return [
+            str(BIN / "functions-framework"),
+            "--source",
+            str(cwd / "main.py") if cwd != REPO else "function/main.py",
+            "--target",
+            "predict",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        """The process's environment: ours, unbuffered, plus `env`."""
+        return {**os.environ, "PYTHONUNBUFFERED": "1", **env}
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until GET /health answers (it never loads the model)."""
@@ -396,3 +425,27 @@ def function_env_names() -> set[str]:
 def unexposed(fields: dict[str, set[str]], exposed: set[str]) -> list[str]:
     """Settings fields none of whose variables a deploy path can set."""
     return sorted(field for field, names in fields.items() if not names & exposed)
+
+
+def function_pins(name: str) -> dict[str, str]:
+    """function/NAME's pins as {normalised package name: version}."""
+    found = {}
+    for line in (FUNCTION / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            package, version = line.split("==")
+            found[re.sub(r"[-_.]+", "-", package).lower()] = version
+    return found
+
+
+def entry_points() -> set[str]:
+    """The functions main.py declares with @functions_framework.http."""
+    tree = ast.parse((FUNCTION / "main.py").read_text())
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            ast.unparse(d) == "functions_framework.http" for d in node.decorator_list
+        )
+    }

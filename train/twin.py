@@ -660,14 +660,22 @@ def _convert_forest_classifier(scope: Any, operator: Any, container: Any) -> Non
         for k in range(len(classes)):
             forest.add_tree(member.tree_, k, fractions[:, k])
     graph = _Graph(scope, container)
-    sums = graph.ensemble(graph.as_float32(operator.inputs[0].full_name), forest)
     probabilities = operator.outputs[1].full_name
-    if hasattr(estimator, "estimators_"):
-        graph.node("Div", [sums, graph.constant(float(len(members)))], probabilities)
-    else:
-        graph.node("Identity", [sums], probabilities)
+    _mean_over_trees(graph, operator, estimator, forest, len(members), probabilities)
     best = graph.node("ArgMax", [probabilities], axis=1, keepdims=0)
     graph.labels(classes, best, operator.outputs[0].full_name)
+
+
+def _mean_over_trees(
+    graph: _Graph, operator: Any, estimator: Any, forest: _Forest, trees: int, out: str
+) -> None:
+    """`out` = the ensemble's sums over its trees, divided by the tree count as
+    scikit-learn does for forests (a single tree: the sums themselves)."""
+    sums = graph.ensemble(graph.as_float32(operator.inputs[0].full_name), forest)
+    if hasattr(estimator, "estimators_"):
+        graph.node("Div", [sums, graph.constant(float(trees))], out)
+    else:
+        graph.node("Identity", [sums], out)
 
 
 def _convert_forest_regressor(scope: Any, operator: Any, container: Any) -> None:
@@ -680,12 +688,8 @@ def _convert_forest_regressor(scope: Any, operator: Any, container: Any) -> None
     for member in members:
         forest.add_tree(member.tree_, 0, member.tree_.value[:, 0, 0])
     graph = _Graph(scope, container)
-    sums = graph.ensemble(graph.as_float32(operator.inputs[0].full_name), forest)
     values = operator.outputs[0].full_name
-    if hasattr(estimator, "estimators_"):
-        graph.node("Div", [sums, graph.constant(float(len(members)))], values)
-    else:
-        graph.node("Identity", [sums], values)
+    _mean_over_trees(graph, operator, estimator, forest, len(members), values)
 
 
 def _boosted_scores(scope: Any, operator: Any, container: Any) -> tuple[_Graph, str]:

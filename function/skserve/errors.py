@@ -6,6 +6,7 @@ Only the HTTP layer turns these into responses; the CLI prints their message.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import ClassVar
 
 
 class Code(StrEnum):
@@ -103,50 +104,49 @@ class Unavailable(ServingError):
 
     status, code = 503, Code.MODEL_UNAVAILABLE
     retry_after: int = 1
+    # What a client may read, where `message` (logged) may name private places;
+    # None where the message names only versions and settings.
+    public: ClassVar[str | None] = (
+        "the model could not be loaded; the function's log has the details"
+    )
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
 
     def public_message(self) -> str:
-        """What a client may read; `message` (logged) may name private places."""
-        return "the model could not be loaded; the function's log has the details"
+        """What a client may read of this error."""
+        return self.public or self.message
 
 
 class StoreError(Unavailable):
     """The store could not be reached, or refused us (network, auth, bucket)."""
 
     code = Code.STORE_UNAVAILABLE
-
-    def public_message(self) -> str:
-        return "the model store cannot be read right now; the function's log says why"
+    public = "the model store cannot be read right now; the function's log says why"
 
 
 class ObjectNotFound(StoreError):
     """A key the reader expected is absent from the store."""
 
     code = Code.NOT_FOUND_IN_STORE
-
-    def public_message(self) -> str:
-        return (
-            "no model is published at the configured MODEL_URI (LATEST or a file "
-            "of the promoted version is missing)"
-        )
+    public = (
+        "no model is published at the configured MODEL_URI (LATEST or a file "
+        "of the promoted version is missing)"
+    )
 
 
 class ObjectTooLarge(StoreError):
     """An object is larger than the reader allows; it was not read whole."""
 
     code = Code.OBJECT_TOO_LARGE
+    public = (
+        "a published file is larger than this function reads (its manifest "
+        "or MAX_MODEL_BYTES); the function's log names it"
+    )
 
     def __init__(self, message: str, *, size: int | None = None) -> None:
         super().__init__(message)
         self.size = size  # bytes, when the store knows
-
-    def public_message(self) -> str:
-        return (
-            "a published file is larger than this function reads (its manifest "
-            "or MAX_MODEL_BYTES); the function's log names it"
-        )
 
 
 class PreconditionFailed(StoreError):
@@ -159,15 +159,11 @@ class IntegrityError(Unavailable):
     """Published files do not match their manifest (checksum, size, signature)."""
 
     code = Code.INTEGRITY_ERROR
-
-    def public_message(self) -> str:
-        return self.message  # names versions and files, never store locations
+    public = None  # its messages name versions and files, never store locations
 
 
 class IncompatibleModel(Unavailable):
     """The artifact cannot be used by this runtime (not an estimator, versions)."""
 
     code = Code.INCOMPATIBLE_MODEL
-
-    def public_message(self) -> str:
-        return self.message  # names versions, never store locations
+    public = None  # its messages name versions and settings, never locations

@@ -6,11 +6,13 @@ import io
 import json
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import flask
 
 from skserve.errors import (
+    BadRequest,
     Code,
     PayloadTooLarge,
     ServingError,
@@ -67,6 +69,31 @@ def read_body(request: flask.Request, limit: int) -> bytes:
         raise too_large
     request.environ["skserve.body_bytes"] = len(body)
     return body
+
+
+def decode_json(
+    data: bytes | str,
+    *,
+    what: str,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+) -> Any:
+    """json.loads, every failure a 400 `invalid_json` saying what is wrong with
+    `what` ("body", "the request")."""
+    try:
+        return json.loads(data, object_pairs_hook=object_pairs_hook)
+    except UnicodeDecodeError:
+        raise BadRequest(
+            f"{what} is not UTF-8 encoded JSON", code=Code.INVALID_JSON
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
+            code=Code.INVALID_JSON,
+        ) from None
+    except RecursionError:
+        raise BadRequest("JSON is nested too deeply", code=Code.INVALID_JSON) from None
+    except ValueError as exc:  # duplicate keys; integers beyond Python's digit limit
+        raise BadRequest(f"unusable JSON: {exc}", code=Code.INVALID_JSON) from None
 
 
 # A JSON string, quotes included (unrolled so long strings match in one pass).

@@ -38,8 +38,9 @@ from tests.support import (
     SEED_FEATURES,
     FunctionServer,
     GCSEmulator,
-    free_port,
+    entry_points,
     function_env_names,
+    function_pins,
     published_model,
     run_train,
     settings_env_names,
@@ -259,23 +260,20 @@ class BundleServer(FunctionServer):
     def __init__(
         self, venv: Path, bundle: Path, env: Mapping[str, str], tmp: Path
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tmp / f"bundle-ff-{self.port}.log"
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                str(venv / "bin" / "functions-framework"),
-                "--target=predict",
-                "--host=127.0.0.1",
-                f"--port={self.port}",
-            ],
-            cwd=bundle,
-            env=clean_env(venv, env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        self.venv = venv
+        super().__init__(env, tmp, cwd=bundle, wait=False)
         self.wait_ready(timeout=120)
+
+    def command(self, cwd: Path) -> list[str]:
+        return [
+            str(self.venv / "bin" / "functions-framework"),
+            "--target=predict",
+            "--host=127.0.0.1",
+            f"--port={self.port}",
+        ]
+
+    def environment(self, env: Mapping[str, str]) -> dict[str, str]:
+        return clean_env(self.venv, env)
 
 
 @pytest.fixture(scope="module")
@@ -690,20 +688,11 @@ def test_binding_a_new_account_is_retried_with_backoff(tmp_path: Path) -> None:
 def test_dry_run_deploy_flags_match_the_code_and_the_bundle() -> None:
     *_, train, deploy, _ = dry_run("--project", "acme-ml", "--concurrency", "8")
     env = gcloud_dict(flag(deploy, "set-env-vars"))
-    main_py = ast.parse((FUNCTION / "main.py").read_text())
-    entry_points = {
-        node.name
-        for node in main_py.body
-        if isinstance(node, ast.FunctionDef)
-        and any(
-            ast.unparse(d) == "functions_framework.http" for d in node.decorator_list
-        )
-    }
     source = REPO / flag(deploy, "source")
 
     assert "--gen2" in deploy and "--trigger-http" in deploy
     assert flag(deploy, "runtime") == "python312"
-    assert flag(deploy, "entry-point") in entry_points
+    assert flag(deploy, "entry-point") in entry_points()
     assert source == FUNCTION and (source / ".gcloudignore").is_file()
     assert flag(deploy, "region") == "us-central1"
     assert flag(deploy, "concurrency") == env["THREADS"] == "8"
@@ -889,15 +878,7 @@ def test_script_can_set_every_setting_the_function_reads() -> None:
 SLIM_DROPS = {"scikit-learn", "scipy", "joblib"}
 
 
-def pins(name: str) -> dict[str, str]:
-    """function/NAME's pins as {normalised package name: version}."""
-    found = {}
-    for line in (FUNCTION / name).read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            package, version = line.split("==")
-            found[re.sub(r"[-_.]+", "-", package).lower()] = version
-    return found
+pins = function_pins
 
 
 def script_checkout(root: Path) -> Path:

@@ -43,6 +43,7 @@ from tests.support import (
     SEED_FEATURES,
     free_port,
     function_env_names,
+    function_pins,
     published_model,
     run_train,
     settings_fields,
@@ -537,14 +538,7 @@ def test_lambda_module_imports_only_its_dependencies_and_function_folder() -> No
     assert "make_lambda_handler" in (FUNCTION / "lambda_main.py").read_text()
 
 
-def _pins(name: str) -> dict[str, str]:
-    pins = {}
-    for line in (FUNCTION / name).read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            package, version = line.split("==")
-            pins[package.lower().replace("_", "-")] = version
-    return pins
+_pins = function_pins
 
 
 def test_lambda_slim_requirements_swap_scikit_learn_scipy_joblib_for_onnxruntime() -> (

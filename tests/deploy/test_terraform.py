@@ -8,7 +8,6 @@ gcloud script's defaults, and the access rules the README promises.
 
 from __future__ import annotations
 
-import ast
 import json
 import re
 import shlex
@@ -18,7 +17,13 @@ from typing import Any
 import hcl2
 import pytest
 
-from tests.support import REPO, function_env_names, settings_fields, unexposed
+from tests.support import (
+    REPO,
+    entry_points,
+    function_env_names,
+    settings_fields,
+    unexposed,
+)
 
 INFRA = REPO / "infra"
 FUNCTION = REPO / "function"
@@ -130,18 +135,9 @@ def test_function_has_the_entry_point_and_runtime_the_code_has(
     function: dict[str, Any],
 ) -> None:
     build = function["build_config"][0]
-    main_py = ast.parse((FUNCTION / "main.py").read_text())
-    entry_points = {
-        node.name
-        for node in main_py.body
-        if isinstance(node, ast.FunctionDef)
-        and any(
-            ast.unparse(d) == "functions_framework.http" for d in node.decorator_list
-        )
-    }
 
     assert build["entry_point"] == "predict"
-    assert build["entry_point"] in entry_points
+    assert build["entry_point"] in entry_points()
     assert build["runtime"] == "python312"
 
 

@@ -9,7 +9,6 @@ requests never wait for it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +17,13 @@ import flask
 from werkzeug.routing import Rule
 
 from skserve.errors import BadRequest, Code, PayloadTooLarge, ServingError
-from skserve.http import check_containers, json_response, read_body, require_json
+from skserve.http import (
+    check_containers,
+    decode_json,
+    json_response,
+    read_body,
+    require_json,
+)
 from skserve.protocols.base import Endpoint, Protocol
 from skserve.rows import to_matrix
 from skserve.runtimes import Prediction
@@ -128,21 +133,7 @@ def parse_payload(body: bytes, *, max_rows: int) -> Payload:
     """Decode the JSON body and check its shape; BadRequest/PayloadTooLarge if not."""
     # One object holding one list of at most MAX_ROWS rows (lists or objects).
     check_containers(body, max_rows=max_rows, extra=2)
-    try:
-        data = json.loads(body, object_pairs_hook=_unique_keys)
-    except UnicodeDecodeError:
-        raise BadRequest(
-            "body is not UTF-8 encoded JSON", code=Code.INVALID_JSON
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(
-            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-            code=Code.INVALID_JSON,
-        ) from None
-    except RecursionError:
-        raise BadRequest("JSON is nested too deeply", code=Code.INVALID_JSON) from None
-    except ValueError as exc:  # duplicate keys; integers beyond Python's digit limit
-        raise BadRequest(f"unusable JSON: {exc}", code=Code.INVALID_JSON) from None
+    data = decode_json(body, what="body", object_pairs_hook=_unique_keys)
     if not isinstance(data, dict):
         raise BadRequest(
             'body must be a JSON object such as {"features": [...]}',

@@ -32,7 +32,7 @@ from skserve.errors import (
     ServingError,
     UnsupportedMediaType,
 )
-from skserve.http import check_containers, json_response, read_body
+from skserve.http import check_containers, decode_json, json_response, read_body
 from skserve.loader import LoadedModel
 from skserve.protocols.base import Endpoint, Protocol
 from skserve.runtimes import Prediction
@@ -322,20 +322,12 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:
 def _load_json(text: bytes) -> Any:
     try:
         # UTF-8 only, as the spec says (json.loads would guess UTF-16 or -32).
-        return json.loads(text.decode("utf-8"))
+        decoded = text.decode("utf-8")
     except UnicodeDecodeError:
         raise BadRequest(
             "the request is not UTF-8 encoded JSON", code=Code.INVALID_JSON
         ) from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(
-            f"malformed JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-            code=Code.INVALID_JSON,
-        ) from None
-    except RecursionError:
-        raise BadRequest("JSON is nested too deeply", code=Code.INVALID_JSON) from None
-    except ValueError as exc:  # integers beyond Python's digit limit
-        raise BadRequest(f"unusable JSON: {exc}", code=Code.INVALID_JSON) from None
+    return decode_json(decoded, what="the request")
 
 
 def _object(container: dict[str, Any], key: str, where: str) -> dict[str, Any]:

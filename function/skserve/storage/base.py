@@ -5,9 +5,19 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from skserve.errors import ObjectTooLarge
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """When a write may happen: only if absent, only if the object still has a
+    token (ETag, generation, inode), or always (neither)."""
+
+    absent: bool = False
+    token: str | None = None
 
 
 class Store(ABC):
@@ -32,7 +42,6 @@ class Store(ABC):
         `write(..., if_token=...)` can check to detect a concurrent writer.
         `max_bytes` bounds the read as in `read`."""
 
-    @abstractmethod
     def write(
         self,
         key: str,
@@ -43,6 +52,11 @@ class Store(ABC):
     ) -> None:
         """Write an object. `if_absent` refuses to overwrite; `if_token` writes only
         if the object still has that token. A lost race raises PreconditionFailed."""
+        self._put(key, data, Precondition(if_absent, if_token))
+
+    @abstractmethod
+    def _put(self, key: str, data: bytes, when: Precondition) -> None:
+        """Each backend's write, under the condition `when`."""
 
     @abstractmethod
     def list(self, prefix: str) -> list[str]:

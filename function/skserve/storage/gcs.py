@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from skserve.errors import ObjectNotFound, PreconditionFailed, StoreError
-from skserve.storage.base import PrefixedStore, check_size, too_large
+from skserve.storage.base import Precondition, PrefixedStore, check_size, too_large
 
 _TIMEOUT = (5, 60)  # (connect, read) seconds
 
@@ -98,21 +98,14 @@ class GCSStore(PrefixedStore):
             data = self._download(blob, key, max_bytes, if_generation_match=generation)
             return data, str(generation)
 
-    def write(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_absent: bool = False,
-        if_token: str | None = None,
-    ) -> None:
+    def _put(self, key: str, data: bytes, when: Precondition) -> None:
         condition: dict[str, int] = {}
-        if if_absent:
+        if when.absent:
             condition["if_generation_match"] = 0
-        elif if_token is not None:
-            if not if_token.isdigit():
-                raise StoreError(f"invalid GCS generation token {if_token!r}")
-            condition["if_generation_match"] = int(if_token)
+        elif when.token is not None:
+            if not when.token.isdigit():
+                raise StoreError(f"invalid GCS generation token {when.token!r}")
+            condition["if_generation_match"] = int(when.token)
         with self._errors("write", key):
             self._client().blob(self._key(key)).upload_from_string(
                 data,

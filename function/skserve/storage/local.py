@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from skserve.errors import ObjectNotFound, PreconditionFailed, StoreError
-from skserve.storage.base import Store, check_size, read_bounded
+from skserve.storage.base import Precondition, Store, check_size, read_bounded
 
 # A conditional write's check-then-replace holds this lock within the process and
 # an flock on a lock file beside the key across processes (two CLI publishers).
@@ -97,14 +97,7 @@ class LocalStore(Store):
             return True  # no /proc (macOS): the realpath check is all there is
         return self._inside(target)
 
-    def write(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_absent: bool = False,
-        if_token: str | None = None,
-    ) -> None:
+    def _put(self, key: str, data: bytes, when: Precondition) -> None:
         path, real = self._resolve(key)
         try:
             real.parent.mkdir(parents=True, exist_ok=True)
@@ -114,29 +107,27 @@ class LocalStore(Store):
                 handle.flush()
                 os.fsync(handle.fileno())
             try:
-                self._commit(Path(tmp), real, path, if_absent, if_token)
+                self._commit(Path(tmp), real, path, when)
             finally:
                 Path(tmp).unlink(missing_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     @staticmethod
-    def _commit(
-        tmp: Path, real: Path, path: Path, if_absent: bool, if_token: str | None
-    ) -> None:
-        if if_absent:
+    def _commit(tmp: Path, real: Path, path: Path, when: Precondition) -> None:
+        if when.absent:
             try:
                 os.link(tmp, real)
             except FileExistsError:
                 raise PreconditionFailed(f"{path} already exists") from None
             return
         with _swap_lock, _file_lock(real.with_name(f".{real.name}.lock")):
-            if if_token is not None:
+            if when.token is not None:
                 try:
                     current = _token(os.stat(real))
                 except FileNotFoundError:
                     current = None
-                if current != if_token:
+                if current != when.token:
                     raise PreconditionFailed(f"{path} changed while we wrote it")
             os.replace(tmp, real)
 

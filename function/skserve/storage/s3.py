@@ -9,7 +9,12 @@ from contextlib import closing
 from typing import Any
 
 from skserve.errors import ObjectNotFound, PreconditionFailed, StoreError
-from skserve.storage.base import PrefixedStore, check_size, read_bounded
+from skserve.storage.base import (
+    Precondition,
+    PrefixedStore,
+    check_size,
+    read_bounded,
+)
 
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -81,19 +86,12 @@ class S3Store(PrefixedStore):
             except BotoCoreError as exc:
                 raise StoreError(f"cannot read {where}: {exc}") from None
 
-    def write(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_absent: bool = False,
-        if_token: str | None = None,
-    ) -> None:
+    def _put(self, key: str, data: bytes, when: Precondition) -> None:
         extra: dict[str, str] = {}
-        if if_absent:
+        if when.absent:
             extra["IfNoneMatch"] = "*"
-        elif if_token is not None:
-            extra["IfMatch"] = if_token
+        elif when.token is not None:
+            extra["IfMatch"] = when.token
         self._call("write", key, "put_object", Key=self._key(key), Body=data, **extra)
 
     def list(self, prefix: str) -> list[str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from skserve.errors import IncompatibleModel
 from skserve.runtimes import RUNTIME_CHOICES, RUNTIMES, runtime_class
 from skserve.runtimes.sklearn import SklearnRuntime
-from tests.support import REPO, block_onnxruntime
+from tests.support import block_onnxruntime, imported_after
 
 
 @pytest.fixture
@@ -85,40 +83,13 @@ def test_the_onnx_runtime_without_onnxruntime_is_incompatible_naming_it(
 def test_importing_the_function_imports_no_model_library() -> None:
     """Cold start pays for scikit-learn (or onnxruntime) only when a version
     that needs it is loaded: the registry names classes, it does not import them."""
-    code = (
-        "import sys\n"
-        "import main, skserve.runtimes, skserve.loader\n"
-        "print(sorted(m for m in ('sklearn', 'joblib', 'scipy', 'onnxruntime')"
-        " if m in sys.modules))\n"
-    )
+    code = "import main, skserve.runtimes, skserve.loader"
+    libraries = ("sklearn", "joblib", "scipy", "onnxruntime")
 
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO / "function",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    assert imported_after(code, libraries) == []
 
 
 def test_choosing_the_sklearn_runtime_does_not_import_sklearn_yet() -> None:
-    code = (
-        "import sys\n"
-        "from skserve.runtimes import runtime_class\n"
-        "runtime_class('sklearn')\n"
-        "print('sklearn' in sys.modules, 'joblib' in sys.modules)\n"
-    )
+    code = "from skserve.runtimes import runtime_class\nruntime_class('sklearn')"
 
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=REPO / "function",
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False False"
+    assert imported_after(code, ("sklearn", "joblib")) == []
