@@ -204,3 +204,59 @@ def test_publishing_a_file_records_its_name_not_the_publishers_path(
         next((tmp_path / "default" / "versions").glob("*/manifest.json")).read_text()
     )
     assert manifest["training"]["source"] == "file:model.pkl"
+
+
+def test_a_manifest_over_one_mebibyte_is_refused_not_parsed(
+    served: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    version = _version(served)
+    path = served / "versions" / version / MANIFEST
+    manifest = Manifest.from_bytes(path.read_bytes())
+    manifest.data["padding"] = "p" * (2 * 1024 * 1024)
+    path.write_bytes(manifest.to_bytes())
+
+    response = call(json={"features": SEED_FEATURES})
+    metadata = call("GET", "/metadata")
+
+    assert response.status_code == metadata.status_code == 503
+    assert response.get_json()["error"]["code"] == "object_too_large"
+    assert len(metadata.get_data()) < 1000 and "ppppp" not in metadata.get_data(
+        as_text=True
+    )
+
+
+def test_an_artifact_larger_than_its_manifest_says_is_refused(served: Path) -> None:
+    os.environ["MODEL_RUNTIME"] = "sklearn"
+    version = _version(served)
+    pickle_path = served / "versions" / version / "model.pkl"
+    with pickle_path.open("ab") as handle:
+        handle.write(b"\0" * 1024 * 1024)  # a megabyte the manifest does not list
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "integrity_error"
+    assert "larger than its manifest says" in response.get_json()["error"]["message"]
+
+
+def test_max_model_bytes_refuses_a_bigger_artifact_before_download(
+    served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skserve.storage.local import LocalStore
+
+    reads: list[str] = []
+    real = LocalStore.read
+    monkeypatch.setattr(
+        LocalStore,
+        "read",
+        lambda self, key, **kw: reads.append(key) or real(self, key, **kw),
+    )
+    os.environ.update(MODEL_RUNTIME="sklearn", MAX_MODEL_BYTES="4096")
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    body = response.get_json()["error"]
+    assert body["code"] == "incompatible_model"
+    assert "MAX_MODEL_BYTES=4096" in body["message"]
+    assert not any(key.endswith("model.pkl") for key in reads)
