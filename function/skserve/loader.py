@@ -97,7 +97,8 @@ def choose_runtime(manifest: Manifest, setting: str) -> type[Runtime]:
     has = manifest.runtime + (f" and {twin_runtime}" if twin_runtime else "")
     raise IncompatibleModel(
         f"MODEL_RUNTIME={setting}, but version {manifest.version} has no {setting} "
-        f"artifact (it has {has}); publish it with a twin or set MODEL_RUNTIME=auto"
+        f"artifact (it has {has}); publish it with a twin, or serve it with "
+        "MODEL_RUNTIME=auto from the full deploy profile"
     )
 
 
