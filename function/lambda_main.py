@@ -27,9 +27,8 @@ import functions_framework
 from apig_wsgi import make_lambda_handler
 
 from skserve.errors import ConfigError, ServingError, Unavailable
-from skserve.http import request_id, stamp
 from skserve.logs import log
-from skserve.protocols.v1 import V1Protocol
+from skserve.protocols import answer_outside
 
 # SSM errors that another request cannot fix: the deployment names a parameter
 # that is missing, unreadable or undecryptable by the function's role.
@@ -148,7 +147,5 @@ def _require_secrets() -> flask.Response | None:
             public = Unavailable(
                 "the function's secrets cannot be read right now; try again"
             )
-        response = V1Protocol.render(public)
-        stamp(response, request_id(flask.request), None)
-        return response
+        return answer_outside(flask.request, public)
     return None

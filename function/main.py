@@ -12,9 +12,9 @@ import functions_framework
 from werkzeug.exceptions import HTTPException, NotFound
 
 from skserve.errors import ConfigError
-from skserve.http import framework_error, request_id, stamp
+from skserve.http import framework_error
 from skserve.logs import log
-from skserve.protocols import owner_of
+from skserve.protocols import answer_outside, owner_of
 from skserve.service import Service
 from skserve.settings import Settings
 
@@ -41,11 +41,10 @@ def predict(request: flask.Request) -> flask.Response:
         service = _get_service()
     except ConfigError as error:
         log("ERROR", f"invalid configuration: {error.message}")
-        response = owner_of(request.path).render(
-            ConfigError("the function is misconfigured; its logs say which setting")
+        return answer_outside(
+            request,
+            ConfigError("the function is misconfigured; its logs say which setting"),
         )
-        stamp(response, request_id(request), None)
-        return response
     return service.handle(request)
 
 
@@ -60,9 +59,7 @@ def _framework_error_response(error: Exception) -> flask.Response:
         # Its catch-all route `/<path:path>` cannot match a path holding a
         # newline (werkzeug's path converter): such a path is still ours.
         return predict(request)
-    response = owner_of(request.path).render(framework_error(error))
-    stamp(response, request_id(request), None)
-    return response
+    return answer_outside(request, framework_error(error))
 
 
 functions_framework.errorhandler(HTTPException)(_framework_error_response)

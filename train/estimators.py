@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +77,7 @@ def fit_holdout(
     The published model is the one scored, so its metrics describe it exactly.
     """
     from sklearn import metrics
+    from sklearn.exceptions import UndefinedMetricWarning
     from sklearn.model_selection import train_test_split
 
     y = data.y
@@ -109,16 +111,18 @@ def fit_holdout(
     )
     model = make_model(kind, task, seed).fit(X_tr, y_tr)
     predicted = model.predict(X_te)
-    if task == "classification":
-        scores = {
-            "accuracy": metrics.accuracy_score(y_te, predicted),
-            "f1": metrics.f1_score(y_te, predicted, average="macro"),
-        }
-    else:
-        scores = {
-            "r2": metrics.r2_score(y_te, predicted),
-            "mae": metrics.mean_absolute_error(y_te, predicted),
-        }
+    with warnings.catch_warnings():  # an undefined score is recorded as null
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        if task == "classification":
+            scores = {
+                "accuracy": metrics.accuracy_score(y_te, predicted),
+                "f1": metrics.f1_score(y_te, predicted, average="macro"),
+            }
+        else:
+            scores = {
+                "r2": metrics.r2_score(y_te, predicted),
+                "mae": metrics.mean_absolute_error(y_te, predicted),
+            }
     training = {
         "source": data.source,
         "rows": len(y),
@@ -128,4 +132,10 @@ def fit_holdout(
         "seed": seed,
         "model": kind,
     }
-    return model, {k: round(float(v), 4) for k, v in scores.items()}, training
+    # A score that is not a number (R² of a one-row holdout) is recorded as
+    # null: manifests are strict JSON.
+    rounded = {
+        k: round(float(v), 4) if math.isfinite(float(v)) else None
+        for k, v in scores.items()
+    }
+    return model, rounded, training

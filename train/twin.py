@@ -260,13 +260,17 @@ def _opsets(onnx_model: Any) -> list[Any]:
 def _refuses_beyond_float32(model: Any) -> bool:
     """Trees cast X to float32, so scikit-learn refuses values beyond its range; the
     twin would answer. Recorded so the runtime refuses them too."""
-    row = np.zeros((1, int(model.n_features_in_)))
-    row[0, 0] = FLOAT32_MAX * 2
-    try:
-        with np.errstate(all="ignore"):
-            model.predict(row)
-    except ValueError as exc:
-        return "float32" in str(exc)
+    n = int(model.n_features_in_)
+    for feature in range(n):  # any feature: a Pipeline may drop or rescale some
+        for sign in (1, -1):
+            row = np.zeros((1, n))
+            row[0, feature] = sign * FLOAT32_MAX * 2
+            try:
+                with np.errstate(all="ignore"):
+                    model.predict(row)
+            except ValueError as exc:
+                if "float32" in str(exc):
+                    return True
     return False
 
 

@@ -97,7 +97,9 @@ def decode_json(
 
 
 # A JSON string, quotes included (unrolled so long strings match in one pass).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# An unterminated one matches to the end of the body: otherwise the search would
+# start again at every quote after it, quadratic in the body's size.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 
 
 def check_containers(body: bytes, *, max_rows: int, extra: int) -> None:

@@ -9,7 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from skserve.errors import IncompatibleModel, IntegrityError, ObjectTooLarge
+from skserve.errors import (
+    IncompatibleModel,
+    IntegrityError,
+    ObjectNotFound,
+    ObjectTooLarge,
+)
 from skserve.logs import clip, log
 from skserve.manifest import (
     LATEST,
@@ -19,7 +24,7 @@ from skserve.manifest import (
     check_version,
     version_key,
 )
-from skserve.runtimes import LoadOptions, Runtime, runtime_class
+from skserve.runtimes import RUNTIMES, LoadOptions, Runtime, runtime_class
 from skserve.signing import verify
 from skserve.storage import Store
 
@@ -85,6 +90,11 @@ def choose_runtime(manifest: Manifest, setting: str) -> type[Runtime]:
     """
     twin = manifest.twin
     twin_runtime = str(twin.get("runtime", "onnx")) if twin else None
+    primary = manifest.runtime
+    # Both names come from the manifest: messages name registered runtimes only.
+    shown = [n if n in RUNTIMES else "an unknown runtime" for n in (primary,)]
+    if twin_runtime is not None:
+        shown.append(twin_runtime if twin_runtime in RUNTIMES else "an unknown twin")
     if setting == "auto":
         if twin_runtime is not None:
             try:
@@ -94,7 +104,7 @@ def choose_runtime(manifest: Manifest, setting: str) -> type[Runtime]:
         return runtime_class(manifest.runtime)
     if setting in (manifest.runtime, twin_runtime):
         return runtime_class(setting)
-    has = manifest.runtime + (f" and {twin_runtime}" if twin_runtime else "")
+    has = " and ".join(shown)
     raise IncompatibleModel(
         f"MODEL_RUNTIME={setting}, but version {manifest.version} has no {setting} "
         f"artifact (it has {has}); publish it with a twin, or serve it with "
@@ -132,7 +142,28 @@ def fetch_model(
         raise IntegrityError(
             f"version {version} was published for another model, not {name!r}"
         )
+    options = options or LoadOptions()
     chosen = choose_runtime(manifest, runtime)
+    try:
+        return _build(store, manifest, chosen, max_model_bytes, options)
+    except (IncompatibleModel, IntegrityError, ObjectNotFound) as error:
+        if runtime != "auto" or chosen.name == manifest.runtime:
+            raise
+        # `auto` may serve the verified pickle when its twin cannot be used; a
+        # damaged twin is still worth an operator's look.
+        log("ERROR", f"twin of {version} unusable, serving its pickle: {error}")
+    primary = runtime_class(manifest.runtime)
+    return _build(store, manifest, primary, max_model_bytes, options)
+
+
+def _build(
+    store: Store,
+    manifest: Manifest,
+    chosen: type[Runtime],
+    max_model_bytes: int | None,
+    options: LoadOptions,
+) -> LoadedModel:
+    """Read and verify the runtime's file, then build the runtime from it."""
     artifact = read_artifact(store, manifest, chosen.artifact, max_model_bytes)
     manifest.verify(chosen.artifact, artifact)  # before anything is deserialised
     return LoadedModel(

@@ -78,7 +78,9 @@ class Manifest:
         return cls(data)
 
     def to_bytes(self) -> bytes:
-        return json.dumps(self.data, indent=2, sort_keys=True).encode() + b"\n"
+        # Strict JSON: a NaN would not read back equal, nor render in /metadata.
+        text = json.dumps(self.data, indent=2, sort_keys=True, allow_nan=False)
+        return text.encode() + b"\n"
 
     @property
     def version(self) -> str:

@@ -260,3 +260,21 @@ def test_max_model_bytes_refuses_a_bigger_artifact_before_download(
     assert body["code"] == "incompatible_model"
     assert "MAX_MODEL_BYTES=4096" in body["message"]
     assert not any(key.endswith("model.pkl") for key in reads)
+
+
+def test_an_undefined_holdout_score_is_null_and_metadata_still_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """R² of a one-row holdout is NaN: strict JSON records it as null."""
+    data = tmp_path / "five.csv"
+    data.write_text("a,y\n1,1.5\n2,2.5\n3,3.1\n4,4.9\n5,5.2\n")
+    store = tmp_path / "store"
+    args = ["--data", str(data), "--target", "y", "--task", "regression"]
+
+    code = train([*args, "--store", str(store), "--name", "n", "--no-twin"])
+
+    assert code == 0, capsys.readouterr().err
+    os.environ["MODEL_URI"] = str(store / "n")
+    response = call("GET", "/metadata")
+    assert response.status_code == 200
+    assert response.get_json()["metrics"]["r2"] is None

@@ -271,3 +271,35 @@ def test_auto_falls_back_to_scikit_learn_where_onnxruntime_is_not_installed(
     response = call(json={"features": SEED_FEATURES})
     assert response.status_code == 503
     assert "onnxruntime missing" in response.get_json()["error"]["message"]
+
+
+def test_auto_serves_the_pickle_when_the_twin_is_damaged(
+    served: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The pickle is verified against the same manifest: it may answer, and the
+    log says loudly why the twin did not."""
+    version = (served / LATEST).read_text().strip()
+    twin = served / "versions" / version / "model.onnx"
+    twin.write_bytes(twin.read_bytes()[:-1] + b"\0")
+    _serve(served, "auto")
+
+    response = call("GET", "/metadata")
+
+    assert response.status_code == 200
+    assert response.get_json()["served_by"] == "sklearn"
+    assert "twin of" in capsys.readouterr().out
+
+
+def test_a_stored_runtime_name_is_not_echoed(served: Path) -> None:
+    version = (served / LATEST).read_text().strip()
+    path = served / "versions" / version / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["twin"]["runtime"] = "gs://private-bucket/secret " + "x" * 5000
+    path.write_text(json.dumps(manifest))
+    _serve(served, "onnx")
+
+    response = call(json={"features": SEED_FEATURES})
+
+    assert response.status_code == 503
+    assert "private-bucket" not in response.get_data(as_text=True)
+    assert len(response.get_data()) < 1000

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import flask
 import pytest
 
-from skserve.http import request_id, stamp
+from skserve.http import check_containers, request_id, stamp
+from tests.support import REPO
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
 
@@ -74,3 +77,33 @@ def test_stamp_says_none_when_no_model_answered() -> None:
 
     assert response.headers["X-Model-Version"] == "none"
     assert response.headers.getlist("X-Model-Version") == ["none"]
+
+
+def test_an_unterminated_string_does_not_make_the_container_check_quadratic() -> None:
+    """8 MB of escaped quotes after 10,010 brackets: linear, it takes well under
+    a second; the quadratic search it replaced would take days (a 60 s bound)."""
+    code = (
+        "from skserve.errors import ServingError\n"
+        "from skserve.http import check_containers\n"
+        "body = b'{\"instances\": ' + b'[' * 10010 + b'\"' + b'\\\\\"' * 4_000_000\n"
+        "try:\n"
+        "    check_containers(body, max_rows=10000, extra=2)\n"
+        "except ServingError as error:\n"
+        "    print(error.status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO / "function",
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "413"
+
+
+def test_brackets_in_strings_with_escaped_quotes_are_not_containers() -> None:
+    body = b'{"features": [1, 2], "note": "a[\\"b{", "more": "[[[["}'
+
+    check_containers(body, max_rows=1, extra=2)  # 2 real containers: allowed

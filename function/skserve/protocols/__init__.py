@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import importlib
 
+import flask
+
+from skserve.errors import ServingError
+from skserve.http import discard_unread_body, request_id, stamp
 from skserve.protocols.base import Context, Endpoint, Protocol
 
 # "module:Class", in the order their rules are tried.
@@ -36,6 +40,16 @@ def owner_of(path: str) -> type[Protocol]:
     )
 
 
+def answer_outside(request: flask.Request, error: ServingError) -> flask.Response:
+    """An error answered before or outside the service (a bad setting, secrets
+    not yet read, functions-framework's own 404): in the shape of the protocol
+    whose path it is, with the headers every answer has, the body unread."""
+    response = owner_of(request.path).render(error)
+    stamp(response, request_id(request), None)
+    discard_unread_body(request)  # else functions-framework would buffer it
+    return response
+
+
 def owns(prefix: str, path: str) -> bool:
     """Whether `path` is under `prefix`: `/v2` owns `/v2` and `/v2/x`, not `/v2x`."""
     return not prefix or path == prefix or path.startswith(prefix.rstrip("/") + "/")
@@ -46,6 +60,7 @@ __all__ = [
     "Context",
     "Endpoint",
     "Protocol",
+    "answer_outside",
     "load_protocols",
     "owner_of",
     "owns",

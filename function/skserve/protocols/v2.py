@@ -128,7 +128,7 @@ class V2Protocol(Protocol):
         manifest = model.manifest
         outputs = [{"name": PREDICT, **label_type(manifest.data)}]
         classes = manifest.data.get("classes")
-        if manifest.task == "classification" and isinstance(classes, list):
+        if model.runtime.gives_probabilities and isinstance(classes, list):
             outputs.append(
                 {"name": PREDICT_PROBA, "datatype": "FP64", "shape": [-1, len(classes)]}
             )

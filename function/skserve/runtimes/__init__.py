@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 
 from skserve.errors import IncompatibleModel
 from skserve.runtimes.base import LoadOptions, Prediction, Runtime
@@ -26,8 +27,12 @@ def runtime_class(name: str) -> type[Runtime]:
     is unknown or its libraries are not installed."""
     target = RUNTIMES.get(name)
     if target is None:
+        # `name` may come from a manifest: echoed only when it looks like one.
+        shown = (
+            repr(name) if re.fullmatch(r"[A-Za-z0-9_.-]{0,32}", name) else "(unnamed)"
+        )
         raise IncompatibleModel(
-            f"unknown model runtime {name!r}; this function has "
+            f"unknown model runtime {shown}; this function has "
             f"{', '.join(sorted(RUNTIMES))}"
         )
     module, _, cls = target.partition(":")

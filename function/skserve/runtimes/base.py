@@ -52,6 +52,11 @@ class Runtime(Protocol):
         `manifest`; IncompatibleModel if this runtime cannot use them."""
         ...
 
+    @property
+    def gives_probabilities(self) -> bool:
+        """Whether `predict(..., probabilities=True)` can answer."""
+        ...
+
     def predict(self, matrix: np.ndarray, *, probabilities: bool) -> Prediction:
         """Predict for a (rows, n_features) float64 matrix; BadRequest if the
         model cannot use these values or cannot give probabilities."""

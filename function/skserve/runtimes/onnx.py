@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from skserve.errors import BadRequest, IncompatibleModel
-from skserve.logs import log
+from skserve.logs import clip, log
 from skserve.manifest import Manifest
 from skserve.runtimes.base import LoadOptions, Prediction
 
@@ -92,9 +92,13 @@ class OnnxRuntime:
             max_abs=max_abs,
         )
 
+    @property
+    def gives_probabilities(self) -> bool:
+        return "probabilities" in self._outputs
+
     def predict(self, matrix: np.ndarray, *, probabilities: bool) -> Prediction:
         """Predict for a (rows, n_features) float64 matrix, as scikit-learn would."""
-        if probabilities and "probabilities" not in self._outputs:
+        if probabilities and not self.gives_probabilities:
             raise BadRequest(
                 "this model does not give probabilities "
                 f'(task: {self.manifest.task}); remove "probabilities"',
@@ -222,14 +226,15 @@ def _interface(
         max_abs = declared.get("max_abs")
         max_abs = None if max_abs is None else float(max_abs)
     except (KeyError, TypeError, ValueError) as exc:
+        # What the manifest holds goes to the log only, cut short.
+        log("ERROR", f"twin facts of model {version}: {clip(repr(exc), 200)}")
         raise IncompatibleModel(
-            f"model {version}: its manifest's twin facts are malformed ({exc})"
+            f"model {version}: its manifest's twin facts are malformed"
         ) from None
     unknown = set(outputs) - set(_ROLES)
     if unknown:
-        raise IncompatibleModel(
-            f"model {version}: unknown twin output roles {sorted(unknown)}"
-        )
+        log("ERROR", f"twin of {version}: roles {clip(repr(sorted(unknown)), 200)}")
+        raise IncompatibleModel(f"model {version}: unknown twin output roles")
     return input_name, outputs, max_abs
 
 
@@ -244,7 +249,9 @@ def _check_session(
     declared = inputs.get(input_name)
     problem = None
     if len(inputs) != 1 or declared is None or declared.type != "tensor(double)":
-        problem = f"its input is not one float64 matrix named {input_name!r}"
+        # Names come from the manifest: not echoed to clients.
+        log("ERROR", f"twin of {manifest.version}: input {clip(input_name, 100)!r}")
+        problem = "its input is not one float64 matrix named as its facts say"
     elif list(declared.shape)[1:] != [manifest.n_features]:
         problem = (
             f"its input shape {declared.shape} does not take "
@@ -253,7 +260,8 @@ def _check_session(
     else:
         missing = set(outputs.values()) - {o.name for o in session.get_outputs()}
         if missing:
-            problem = f"it lacks the outputs {sorted(missing)}"
+            log("ERROR", f"twin lacks {clip(repr(sorted(missing)), 200)}")
+            problem = "it lacks outputs its facts name"
     if problem:
         raise IncompatibleModel(
             f"the ONNX twin of model {manifest.version} does not match its "

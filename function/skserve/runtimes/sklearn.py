@@ -116,16 +116,19 @@ class SklearnRuntime:
         return cls(manifest, estimator)
 
     @property
+    def gives_probabilities(self) -> bool:
+        return self.manifest.task == "classification" and hasattr(
+            self.estimator, "predict_proba"
+        )
+
+    @property
     def classes(self) -> list[Any] | None:
         classes = getattr(self.estimator, "classes_", None)
         return None if classes is None else np.asarray(classes).tolist()
 
     def predict(self, matrix: np.ndarray, *, probabilities: bool) -> Prediction:
         """Predict labels (and class probabilities when asked) for a 2-D float array."""
-        if probabilities and (
-            self.manifest.task != "classification"
-            or not hasattr(self.estimator, "predict_proba")
-        ):
+        if probabilities and not self.gives_probabilities:
             raise BadRequest(
                 "this model does not give probabilities "
                 f'(task: {self.manifest.task}); remove "probabilities"',
