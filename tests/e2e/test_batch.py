@@ -340,9 +340,10 @@ def test_tampered_model_fails_the_job_before_any_row_is_scored(
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: model.")
+    # The twin is damaged, so `auto` tries the pickle, damaged too: refused.
+    assert lines[0].startswith("error: model.pkl of ")
     assert lines[0].endswith(
-        "does not match its SHA-256 in the manifest; refusing to load it"
+        "does not match its SHA-256 in the manifest; refusing to unpickle it"
     )
     assert not out.exists()
 
