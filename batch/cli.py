@@ -35,6 +35,7 @@ from batch.validate import Layout, header_problems
 from skserve.errors import ServingError
 from skserve.loader import read_latest
 from skserve.logs import clip
+from skserve.rows import Table
 from skserve.runtimes import RUNTIME_CHOICES
 from skserve.settings import Settings
 from skserve.storage import open_store
@@ -239,7 +240,8 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> Job:
     # One row of zeros through the loaded runtime proves it predicts, and
     # refuses --probabilities for a model without them, before any input is read.
     probe = model.runtime.predict(
-        np.zeros((1, manifest.n_features)), probabilities=args.probabilities
+        Table.of_matrix(np.zeros((1, manifest.n_features))),
+        probabilities=args.probabilities,
     )
     classes = probe.classes if args.probabilities else None
     _check_keep(args.keep, classes)

@@ -20,6 +20,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 from skserve.errors import BadRequest, IntegrityError
 from skserve.loader import LoadedModel, fetch_model
 from skserve.manifest import MANIFEST, version_key
+from skserve.rows import Table
 from skserve.runtimes import LoadOptions
 from skserve.settings import signing_keys
 from skserve.storage import Store, open_store
@@ -207,7 +208,9 @@ class SkserveModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedModel
         """Each row's outcome. When the model refuses a batch, halve it until the
         rows it refuses are alone: the others are still scored."""
         try:
-            result = model.runtime.predict(matrix, probabilities=self.probabilities)
+            result = model.runtime.predict(
+                Table.of_matrix(matrix), probabilities=self.probabilities
+            )
         except BadRequest as error:
             if len(matrix) == 1:
                 return [Refused(str(error.code), error.message)]

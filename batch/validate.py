@@ -14,7 +14,8 @@ import numpy as np
 
 from batch.io import CsvProblem, number
 from skserve.errors import BadRequest, Code
-from skserve.rows import to_matrix
+from skserve.rows import to_table
+from skserve.schema import InputSchema
 
 
 @dataclass(frozen=True)
@@ -160,12 +161,8 @@ def parse_json_row(
 
 
 def _matrix(rows: list[Any], layout: Layout, *, single: bool) -> np.ndarray:
-    return to_matrix(
-        rows,
-        single=single,
-        n_features=layout.n_features,
-        feature_names=layout.feature_names,
-    )
+    schema = InputSchema.numeric(layout.n_features, layout.feature_names)
+    return to_table(rows, single=single, schema=schema).numbers
 
 
 def validate(features: list[Any] | dict[str, Any], layout: Layout) -> np.ndarray:

@@ -6,7 +6,7 @@
 # The same resources and the same input rules as infra/*.tf, for those who do
 # not use Terraform.
 #
-# --profile slim deploys without scikit-learn, scipy and joblib: Cloud Functions
+# --profile slim deploys without scikit-learn, scipy, joblib and pandas: Cloud Functions
 # installs the uploaded folder's requirements.txt, so the script stages the
 # upload (function/ filtered by its .gcloudignore, plus that file) in the
 # gitignored infra/.build/<function>-slim/ with function/requirements-slim.txt

@@ -51,6 +51,13 @@ def load_estimator(path: str) -> tuple[Any, bytes]:
                 f"{path} is not a loadable pickle or joblib file "
                 f"({type(exc).__name__}: {str(exc)[:100]})"
             ) from None
+    if type(model).__name__ == "LocalOutlierFactor" and not getattr(
+        model, "novelty", True
+    ):
+        raise ArtifactError(
+            f"{path} holds a LocalOutlierFactor fitted with novelty=False, which "
+            "cannot predict new rows; fit it with novelty=True"
+        )
     if not isinstance(model, BaseEstimator) or not callable(
         getattr(model, "predict", None)
     ):
@@ -72,19 +79,39 @@ def load_estimator(path: str) -> tuple[Any, bytes]:
     return model, data
 
 
+def task_of(model: Any) -> str:
+    """classification, regression, clustering or outlier_detection; an
+    ArtifactError for an estimator that is none of them."""
+    from sklearn.base import (
+        is_classifier,
+        is_clusterer,
+        is_outlier_detector,
+        is_regressor,
+    )
+    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture._base import BaseMixture
+
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    if is_classifier(model):
+        return "classification"
+    if is_regressor(model):
+        return "regression"
+    if is_outlier_detector(model) or is_outlier_detector(final):
+        return "outlier_detection"
+    # A Gaussian mixture's predict() gives each row's component: a cluster.
+    if is_clusterer(model) or is_clusterer(final) or isinstance(final, BaseMixture):
+        return "clustering"
+    raise ArtifactError(
+        f"{type(final).__name__} is not a classifier, regressor, clusterer "
+        f"(e.g. KMeans, {GaussianMixture.__name__}) or outlier detector (e.g. "
+        "IsolationForest)"
+    )
+
+
 def describe(model: Any) -> dict[str, Any]:
     """Manifest facts introspected from a fitted estimator or Pipeline."""
-    from sklearn.base import is_classifier, is_regressor
-
-    if is_classifier(model):
-        task = "classification"
-    elif is_regressor(model):
-        task = "regression"
-    else:
-        raise ArtifactError(
-            f"{type(model).__name__} is neither a classifier nor a regressor"
-        )
-    classes = getattr(model, "classes_", None)
+    task = task_of(model)
+    classes = getattr(model, "classes_", None) if task == "classification" else None
     names = getattr(model, "feature_names_in_", None)
     return {
         "task": task,

@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
             action="store_true",
             help="publish the pickle alone, without trying an ONNX twin",
         )
+        sub.add_argument(
+            "--schema",
+            metavar="FILE.json",
+            help="corrections to the inferred input schema, e.g. "
+            '{"columns": {"plan": {"nullable": true}}} (checked on the model)',
+        )
     publish.add_argument("file", metavar="FILE.pkl")
     publish.add_argument(
         "--holdout",

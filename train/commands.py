@@ -16,10 +16,12 @@ import numpy as np
 from skserve.errors import ObjectNotFound
 from skserve.loader import LATEST_MAX_BYTES
 from skserve.manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, Manifest
+from skserve.schema import InputSchema
 from skserve.settings import signing_keys
 from skserve.storage import Store, join_uri, open_store
 from train.artifact import describe, load_estimator
 from train.publish import promote_version, publish
+from train.schema import describe_schema
 
 if TYPE_CHECKING:
     from train.twin import Twin
@@ -30,8 +32,37 @@ def _model_store(args: argparse.Namespace) -> tuple[str, Store]:
     return model_uri, open_store(model_uri)
 
 
+def _schema(
+    args: argparse.Namespace,
+    model: Any,
+    frame: Any,
+    names: list[str] | None = None,
+) -> tuple[InputSchema, dict[str, Any]]:
+    """The model's input schema (inferred from it and `frame`, corrected by
+    --schema, proved on the model), and its manifest facts."""
+    from train.schema import (
+        correct,
+        example_row,
+        infer_schema,
+        read_schema_file,
+        settle,
+    )
+
+    schema = infer_schema(model, frame, names)
+    if args.schema:
+        corrections = read_schema_file(args.schema)
+        corrected = correct(schema, corrections, args.schema)
+        schema = settle(model, corrected, frame, fixed_format="format" in corrections)
+    facts = {"input_schema": schema.to_json(), "example": example_row(schema, frame)}
+    return schema, facts
+
+
 def _twin(
-    args: argparse.Namespace, model: Any, reference: np.ndarray, source: str
+    args: argparse.Namespace,
+    model: Any,
+    reference: np.ndarray,
+    source: str,
+    schema: InputSchema,
 ) -> Twin | None:
     """The model's verified ONNX twin, or None with one line saying why not."""
     from train.twin import NoTwin, build_twin
@@ -39,7 +70,7 @@ def _twin(
     if args.no_twin:
         print("no ONNX twin: --no-twin")
         return None
-    twin = build_twin(model, reference, seed=args.seed)
+    twin = build_twin(model, reference, seed=args.seed, schema=schema)
     if isinstance(twin, NoTwin):
         print(f"no ONNX twin: {twin.reason}")
         return None
@@ -80,6 +111,8 @@ def _publish(
             "metrics: "
             + ", ".join(f"{k}={v}" for k, v in manifest.data["metrics"].items())
         )
+    for line in describe_schema(manifest.input_schema):
+        print(line)
     print(f"MODEL_URI={model_uri}")
     return 0
 
@@ -97,9 +130,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
         from train.seed import SEED_DATA, fit_seed
 
         model, facts = fit_seed()
-        twin = _twin(args, model, make_classification(**SEED_DATA)[0], "training rows")
+        X = make_classification(**SEED_DATA)[0]
+        schema, typed = _schema(args, model, None)
+        twin = _twin(args, model, X, "training rows", schema)
         return _publish(
-            args, pickle.dumps(model, protocol=5), {**describe(model), **facts}, twin
+            args,
+            pickle.dumps(model, protocol=5),
+            {**describe(model), **facts, **typed},
+            twin,
         )
     if args.data is not None and not args.target:
         raise DataError("--data needs --target COLUMN (the column to predict)")
@@ -108,45 +146,71 @@ def cmd_fit(args: argparse.Namespace) -> int:
     data = load_csv(args.data, args.target) if args.data else load_bundled(args.dataset)
     task = args.task or infer_task(data.y)
     try:
-        model, metrics, training = fit_holdout(data, args.model, task, args.seed)
+        model, metrics, training, rows = fit_holdout(data, args.model, task, args.seed)
     except ValueError as exc:  # scikit-learn refusing the data (e.g. float32 range)
         reason = str(exc).splitlines()[0][:200]
         raise DataError(f"cannot fit {args.model} on {data.source}: {reason}") from None
+    frame = rows if data.tabular else _frame(rows, data.feature_names)
+    schema, typed = _schema(args, model, frame, data.feature_names)
     facts = {
         **describe(model),
         "feature_names": data.feature_names,
         "target": data.target,
         "metrics": metrics,
         "training": training,
+        **typed,
     }
-    twin = _twin(args, model, data.X, "training rows")
+    twin = _twin(args, model, _reference(frame, schema), "training rows", schema)
     return _publish(args, pickle.dumps(model, protocol=5), facts, twin)
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
     """Publish a fitted estimator someone else pickled, byte for byte."""
-    from train.data import load_rows
+    from train.data import load_frame
     from train.twin import model_reference
 
     model, data = load_estimator(args.file)
     described = describe(model)
+    frame = None
     if args.holdout:
-        reference = load_rows(
+        frame = load_frame(
             args.holdout, described["feature_names"], described["n_features"]
         )
+    schema, typed = _schema(args, model, frame)
+    if frame is not None:
+        reference = _reference(frame, schema)
         source = f"holdout file:{Path(args.holdout).name}"
     else:
         reference = model_reference(model, described["n_features"], seed=args.seed)
         source = "rows made from the model's own scales and splits (no --holdout)"
-    twin = _twin(args, model, reference, source)
+    twin = _twin(args, model, reference, source, schema)
     facts = {
         **described,
         "target": None,
         "metrics": {},
         # The file's name only: the publisher's own paths are not the world's.
         "training": {"source": f"file:{Path(args.file).name}", "rows": None},
+        **typed,
     }
     return _publish(args, data, facts, twin)
+
+
+def _frame(X: np.ndarray, names: list[str]) -> Any:
+    """A float array's rows as a DataFrame with the CSV's column names."""
+    import pandas as pd
+
+    return pd.DataFrame(X, columns=names)
+
+
+def _reference(frame: Any, schema: InputSchema) -> np.ndarray | None:
+    """Rows for the twin's gate, as the function will feed them: a float
+    matrix (NaN where missing); None when the model takes text."""
+    if not schema.all_numeric:
+        return None
+    from train.schema import accepted_rows, to_array
+
+    rows = accepted_rows(frame, schema)
+    return to_array(rows, schema) if rows else None
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -22,62 +22,26 @@ class DataError(ConfigError):
 
 @dataclass(frozen=True)
 class Dataset:
-    """Features as floats, the target as given, and where they came from."""
+    """Features, the target as given, and where they came from. `X` is a float
+    array when every feature is a complete number column, else a pandas
+    DataFrame (float64 columns with NaN for empty cells, text columns as
+    strings with NaN), as pandas would read the file."""
 
-    X: np.ndarray
+    X: Any
     y: np.ndarray
     feature_names: list[str]
     target: str
     source: str
 
-
-def load_csv(path: str, target: str) -> Dataset:
-    """Read `path`; every column but `target` must be numeric."""
-    file = Path(path)
-    try:
-        with file.open(newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.reader(handle))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"{path}: cannot read it as CSV ({exc})") from None
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    if not rows:
-        raise DataError(f"{path} is empty; it needs a header row and data rows")
-    header = [name.strip() for name in rows[0]]
-    body = rows[1:]
-    if not body:
-        raise DataError(f"{path} has a header but no data rows")
-    if target not in header:
-        raise DataError(
-            f"column {target!r} is not in {path}; columns: {', '.join(header)}"
-        )
-    if len(set(header)) != len(header) or "" in header:
-        raise DataError(f"{path} has empty or duplicate column names in its header")
-    for number, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise DataError(
-                f"{path} line {number} has {len(row)} fields, "
-                f"the header has {len(header)}"
-            )
-    t = header.index(target)
-    names = [name for i, name in enumerate(header) if i != t]
-    if not names:
-        raise DataError(f"{path} has no feature columns besides {target!r}")
-    X = np.empty((len(body), len(names)))
-    for j, (i, name) in enumerate((i, n) for i, n in enumerate(header) if i != t):
-        for k, row in enumerate(body):
-            X[k, j] = _number(row[i], path, name, k + 2)
-    y = _target([row[t].strip() for row in body], path, target)
-    return Dataset(X, y, names, target, f"csv:{file.name}")
+    @property
+    def tabular(self) -> bool:
+        """Whether X is a DataFrame (text columns or empty cells)."""
+        return not isinstance(self.X, np.ndarray)
 
 
-def load_rows(
-    path: str, feature_names: list[str] | None, n_features: int
-) -> np.ndarray:
-    """Feature rows from a CSV with a header (e.g. a published model's holdout):
-    the model's named columns in its order (others, such as the target, are
-    ignored), or exactly `n_features` columns for a model without names."""
+def read_csv(path: str) -> tuple[list[str], list[list[str]]]:
+    """(header, data rows) of a CSV file whose rows all have the header's
+    width; blank lines are skipped."""
     file = Path(path)
     try:
         with file.open(newline="", encoding="utf-8-sig") as handle:
@@ -86,44 +50,102 @@ def load_rows(
         raise DataError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"{path}: cannot read it as CSV ({exc})") from None
-    if len(rows) < 2:
-        raise DataError(f"{path} needs a header row and data rows")
+    if not rows:
+        raise DataError(f"{path} is empty; it needs a header row and data rows")
     header = [name.strip() for name in rows[0]]
+    body = rows[1:]
+    if not body:
+        raise DataError(f"{path} has a header but no data rows")
+    if len(set(header)) != len(header) or "" in header:
+        raise DataError(f"{path} has empty or duplicate column names in its header")
+    for number, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise DataError(
+                f"{path} line {number} has {len(row)} fields, "
+                f"the header has {len(header)}"
+            )
+    return header, body
+
+
+def load_csv(path: str, target: str) -> Dataset:
+    """Read `path`: `target` is what to predict, every other column a feature.
+    Columns of numbers are numbers, others text; an empty cell is missing."""
+    header, body = read_csv(path)
+    if target not in header:
+        raise DataError(
+            f"column {target!r} is not in {path}; columns: {', '.join(header)}"
+        )
+    t = header.index(target)
+    names = [name for i, name in enumerate(header) if i != t]
+    if not names:
+        raise DataError(f"{path} has no feature columns besides {target!r}")
+    columns = {
+        name: typed_column([row[i] for row in body], path, name)
+        for i, name in enumerate(header)
+        if i != t
+    }
+    y = _target([row[t].strip() for row in body], path, target)
+    source = f"csv:{Path(path).name}"
+    complete = all(
+        c.dtype == np.float64 and not np.isnan(c).any() for c in columns.values()
+    )
+    if complete:
+        X = np.column_stack(list(columns.values()))
+        return Dataset(X, y, names, target, source)
+    import pandas as pd
+
+    return Dataset(pd.DataFrame(columns), y, names, target, source)
+
+
+def load_frame(path: str, feature_names: list[str] | None, n_features: int) -> Any:
+    """Feature rows from a CSV with a header (e.g. a published model's holdout)
+    as a DataFrame of the model's columns in its order (others, such as the
+    target, are ignored), typed as `load_csv` types them; a model without
+    names takes exactly `n_features` columns, named x0, x1..."""
+    import pandas as pd
+
+    header, body = read_csv(path)
     if feature_names:
         missing = [name for name in feature_names if name not in header]
         if missing:
             raise DataError(f"{path} lacks the model's columns {', '.join(missing)}")
-        columns = [header.index(name) for name in feature_names]
+        picked = [(name, header.index(name)) for name in feature_names]
     elif len(header) == n_features:
-        columns = list(range(n_features))
+        picked = [(f"x{i}", i) for i in range(n_features)]
     else:
         raise DataError(
             f"{path} has {len(header)} columns; the model takes {n_features} features"
         )
-    X = np.empty((len(rows) - 1, len(columns)))
-    for k, row in enumerate(rows[1:]):
-        if len(row) != len(header):
-            raise DataError(
-                f"{path} line {k + 2} has {len(row)} fields, "
-                f"the header has {len(header)}"
-            )
-        for j, i in enumerate(columns):
-            X[k, j] = _number(row[i], path, header[i], k + 2)
-    return X
+    return pd.DataFrame(
+        {
+            name: typed_column([row[i] for row in body], path, header[i])
+            for name, i in picked
+        }
+    )
 
 
-def _number(cell: str, path: str, column: str, line: int) -> float:
+def typed_column(cells: list[str], path: str, name: str) -> np.ndarray:
+    """Numbers as float64 (NaN for empty cells) when every filled cell is one,
+    else the text as it is (NaN for empty cells), as pandas reads a CSV."""
+    missing = [not cell.strip() for cell in cells]
     try:
-        value = float(cell)
+        values = [
+            np.nan if gap else float(c) for c, gap in zip(cells, missing, strict=True)
+        ]
     except ValueError:
-        what = "empty" if not cell.strip() else f"{cell.strip()[:30]!r}"
+        return np.array(
+            [np.nan if gap else c for c, gap in zip(cells, missing, strict=True)],
+            dtype=object,
+        )
+    array = np.array(values, dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(array) & ~np.array(missing, dtype=bool))
+    if bad.size:
+        line = int(bad[0]) + 2
         raise DataError(
-            f"column {column!r} of {path} is not numeric (line {line}: {what}); "
-            "encode it as numbers or drop it"
-        ) from None
-    if not np.isfinite(value):
-        raise DataError(f"column {column!r} of {path} has {cell!r} at line {line}")
-    return value
+            f"column {name!r} of {path} has {cells[bad[0]].strip()!r} at line "
+            f"{line}; numbers must be finite (leave a missing value empty)"
+        )
+    return array
 
 
 def _target(values: list[str], path: str, target: str) -> np.ndarray:

@@ -25,6 +25,9 @@ def _kinds(task: str, seed: int) -> dict[str, Callable[[], Any]]:
             "gradient-boosting": lambda: ensemble.GradientBoostingClassifier(
                 random_state=seed
             ),
+            "hist-gradient-boosting": lambda: ensemble.HistGradientBoostingClassifier(
+                random_state=seed
+            ),
             "logistic-regression": lambda: make_pipeline(
                 StandardScaler(), linear_model.LogisticRegression(max_iter=1000)
             ),
@@ -32,6 +35,9 @@ def _kinds(task: str, seed: int) -> dict[str, Callable[[], Any]]:
     return {
         "random-forest": lambda: ensemble.RandomForestRegressor(random_state=seed),
         "gradient-boosting": lambda: ensemble.GradientBoostingRegressor(
+            random_state=seed
+        ),
+        "hist-gradient-boosting": lambda: ensemble.HistGradientBoostingRegressor(
             random_state=seed
         ),
         "linear-regression": lambda: make_pipeline(
@@ -43,9 +49,34 @@ def _kinds(task: str, seed: int) -> dict[str, Callable[[], Any]]:
 MODEL_KINDS = (
     "random-forest",
     "gradient-boosting",
+    "hist-gradient-boosting",
     "logistic-regression",
     "linear-regression",
 )
+
+
+def prepare(frame: Any) -> Any:
+    """scikit-learn's documented preprocessing for mixed columns: numbers get
+    their median where missing; text gets its most frequent value where
+    missing, then one column per category (unseen ones: all zeros)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    numbers = [name for name in frame.columns if frame[name].dtype == np.float64]
+    text = [name for name in frame.columns if name not in numbers]
+    parts = []
+    if numbers:
+        parts.append(("numbers", SimpleImputer(strategy="median"), numbers))
+    if text:
+        encode = make_pipeline(
+            SimpleImputer(strategy="most_frequent"),
+            OneHotEncoder(handle_unknown="ignore"),
+        )
+        parts.append(("text", encode, text))
+    # Dense output: a scaler after it (the linear kinds) cannot centre sparse.
+    return ColumnTransformer(parts, sparse_threshold=0.0)
 
 
 def infer_task(y: np.ndarray) -> str:
@@ -58,21 +89,28 @@ def infer_task(y: np.ndarray) -> str:
     return "regression"
 
 
-def make_model(kind: str, task: str, seed: int) -> Any:
-    """A fresh estimator of `kind` for `task`; ConfigError lists the valid kinds."""
+def make_model(kind: str, task: str, seed: int, frame: Any = None) -> Any:
+    """A fresh estimator of `kind` for `task`, behind `prepare` for a DataFrame
+    `frame`; ConfigError lists the valid kinds."""
+    from sklearn.pipeline import Pipeline
+
     kinds = _kinds(task, seed)
     if kind not in kinds:
         raise ConfigError(
             f"--model {kind} does not fit a {task} task; "
             f"choose one of {', '.join(kinds)}"
         )
-    return kinds[kind]()
+    if frame is None:
+        return kinds[kind]()
+    return Pipeline([("prepare", prepare(frame)), ("model", kinds[kind]())])
 
 
 def fit_holdout(
     data: Dataset, kind: str, task: str, seed: int, test_size: float = 0.2
-) -> tuple[Any, dict[str, float], dict[str, Any]]:
+) -> tuple[Any, dict[str, float], dict[str, Any], Any]:
     """Fit on a reproducible (stratified for classes) split; score the rest.
+    Returns the model, its scores, the training facts and the rows it was
+    fitted on.
 
     The published model is the one scored, so its metrics describe it exactly.
     """
@@ -109,7 +147,8 @@ def fit_holdout(
     X_tr, X_te, y_tr, y_te = train_test_split(
         data.X, y, test_size=test_size, random_state=seed, stratify=stratify
     )
-    model = make_model(kind, task, seed).fit(X_tr, y_tr)
+    model = make_model(kind, task, seed, X_tr if data.tabular else None)
+    model = model.fit(X_tr, y_tr)
     predicted = model.predict(X_te)
     with warnings.catch_warnings():  # an undefined score is recorded as null
         warnings.simplefilter("ignore", UndefinedMetricWarning)
@@ -138,4 +177,4 @@ def fit_holdout(
         k: round(float(v), 4) if math.isfinite(float(v)) else None
         for k, v in scores.items()
     }
-    return model, rounded, training
+    return model, rounded, training, X_tr

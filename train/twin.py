@@ -7,16 +7,19 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from skserve.schema import DATAFRAME, InputSchema
+
 FILE = "model.onnx"
 INPUT = "X"
 TOLERANCE = 1e-6
 UNIFORM_ROWS = 5_000
+MISSING_ROWS = 200  # per column that may be missing
 GAUSSIAN_ROWS = 5_000
 MAX_THRESHOLD_ROWS = 40_000
 RANGE_FACTOR = 1.5  # uniform rows span 1.5x each feature's observed range
@@ -52,20 +55,37 @@ class GateRows:
     counts: dict[str, int]
 
 
-def build_twin(model: Any, reference: np.ndarray, *, seed: int = 0) -> Twin | NoTwin:
+def build_twin(
+    model: Any,
+    reference: np.ndarray | None,
+    *,
+    seed: int = 0,
+    schema: InputSchema | None = None,
+) -> Twin | NoTwin:
     """Convert `model` to ONNX with float64 input and keep it only if it passes the
-    parity gate on `reference` plus generated rows. Never raises for a model it
-    cannot convert: the reason comes back as a NoTwin."""
+    parity gate on `reference` plus generated rows (and, for each column the
+    schema lets be missing, the same rows with it missing). Never raises for a
+    model it cannot convert: the reason comes back as a NoTwin."""
     from sklearn.base import is_classifier, is_regressor
 
     name = type(model).__name__
     if not (is_classifier(model) or is_regressor(model)):
         return NoTwin(f"{name} is neither a classifier nor a regressor")
+    if schema is not None and (not schema.all_numeric or schema.format == DATAFRAME):
+        takes = "text columns" if not schema.all_numeric else "a DataFrame"
+        return NoTwin(f"{name} takes {takes}; twins take numeric arrays only")
+    if reference is None:
+        return NoTwin("no reference rows for the parity gate")
+    missing = (
+        []
+        if schema is None
+        else [j for j, column in enumerate(schema.columns) if column.nullable]
+    )
     n_features = getattr(model, "n_features_in_", None)
     if not isinstance(n_features, int | np.integer):
         return NoTwin(f"{name} does not record its feature count (n_features_in_)")
     try:
-        reference = _reference_matrix(reference, int(n_features))
+        reference = _reference_matrix(reference, int(n_features), missing)
     except ValueError as exc:
         return NoTwin(f"reference rows unusable: {exc}")
     try:
@@ -81,8 +101,11 @@ def build_twin(model: Any, reference: np.ndarray, *, seed: int = 0) -> Twin | No
     if problem:
         return NoTwin(problem)
     try:
-        rows = gate_rows(model, reference, seed=seed)
-        verdict = check_parity(model, data, rows)
+        with warnings.catch_warnings():
+            # Fitted on a DataFrame, given the float array the runtime gives it.
+            warnings.filterwarnings("ignore", "X does not have valid feature names")
+            rows = gate_rows(model, reference, seed=seed, missing=missing)
+            verdict = check_parity(model, data, rows)
     except Exception as exc:  # e.g. the model's own predict fails on gate rows
         return NoTwin(f"the parity gate could not run for {name}: {_one_line(exc)}")
     if isinstance(verdict, NoTwin):
@@ -118,25 +141,37 @@ def convert(model: Any, n_features: int) -> Any:
     return onnx_model
 
 
-def gate_rows(model: Any, reference: np.ndarray, *, seed: int = 0) -> GateRows:
+def gate_rows(
+    model: Any, reference: np.ndarray, *, seed: int = 0, missing: Sequence[int] = ()
+) -> GateRows:
     """`reference`, uniform rows over 1.5x each feature's range, Gaussian rows
-    around reference rows, and rows at and beside every tree split threshold."""
+    around reference rows, rows at and beside every tree split threshold, and
+    for each column in `missing` reference rows with it missing (NaN)."""
     rng = np.random.default_rng(seed)
-    low, high = reference.min(axis=0), reference.max(axis=0)
+    with warnings.catch_warnings():  # an all-missing column: no range to span
+        warnings.simplefilter("ignore", RuntimeWarning)
+        low, high = np.nanmin(reference, axis=0), np.nanmax(reference, axis=0)
+        spread = np.nanstd(reference, axis=0)
+    low, high = np.nan_to_num(low), np.nan_to_num(high)
     middle = (low + high) / 2
     half = (high - low) / 2 * RANGE_FACTOR
     half = np.where(half > 0, half, np.maximum(np.abs(middle), 1.0) / 2)
     uniform = rng.uniform(middle - half, middle + half, (UNIFORM_ROWS, len(low)))
-    spread = reference.std(axis=0)
     spread = np.where(spread > 0, spread, np.maximum(np.abs(middle), 1.0))
     centres = reference[rng.integers(len(reference), size=GAUSSIAN_ROWS)]
     gaussian = centres + rng.normal(0.0, GAUSSIAN_SCALE, centres.shape) * spread
     thresholds = _threshold_rows(model, reference, rng)
+    gaps = []
+    for j in missing:
+        block = reference[rng.integers(len(reference), size=MISSING_ROWS)].copy()
+        block[:, j] = np.nan
+        gaps.append(block)
     parts = {
         "reference": reference,
         "uniform": uniform,
         "gaussian": gaussian,
         "thresholds": thresholds,
+        "missing": np.vstack(gaps) if gaps else np.empty((0, reference.shape[1])),
     }
     return GateRows(
         matrix=np.vstack(list(parts.values())),
@@ -341,13 +376,17 @@ def model_reference(
     return rng.uniform(low, low + width, (rows, n_features))
 
 
-def _reference_matrix(reference: np.ndarray, n_features: int) -> np.ndarray:
+def _reference_matrix(
+    reference: np.ndarray, n_features: int, missing: Sequence[int] = ()
+) -> np.ndarray:
     matrix = np.asarray(reference, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[1] != n_features or len(matrix) == 0:
         raise ValueError(
             f"expected a non-empty (rows, {n_features}) matrix, got {matrix.shape}"
         )
-    if not np.isfinite(matrix).all():
+    allowed = np.zeros(n_features, dtype=bool)
+    allowed[list(missing)] = True
+    if np.isinf(matrix).any() or (np.isnan(matrix) & ~allowed).any():
         raise ValueError("they contain NaN or infinite values")
     return matrix
 

@@ -22,6 +22,7 @@ class Code(StrEnum):
     MISSING_FEATURES = "missing_features"
     INVALID_VALUE = "invalid_value"
     PROBABILITIES_UNSUPPORTED = "probabilities_unsupported"
+    SCORES_UNSUPPORTED = "scores_unsupported"
     UNAUTHORIZED = "unauthorized"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"

@@ -25,6 +25,7 @@ from skserve.manifest import (
     version_key,
 )
 from skserve.runtimes import RUNTIMES, LoadOptions, Runtime, runtime_class
+from skserve.schema import InputSchema
 from skserve.signing import verify
 from skserve.storage import Store
 
@@ -41,6 +42,10 @@ class LoadedModel:
     @property
     def version(self) -> str:
         return self.manifest.version
+
+    @property
+    def schema(self) -> InputSchema:
+        return self.manifest.input_schema
 
 
 def read_latest(store: Store) -> str:
@@ -142,6 +147,7 @@ def fetch_model(
         raise IntegrityError(
             f"version {version} was published for another model, not {name!r}"
         )
+    manifest.input_schema  # noqa: B018  (a malformed schema fails the load here)
     options = options or LoadOptions()
     chosen = choose_runtime(manifest, runtime)
     try:

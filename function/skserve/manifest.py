@@ -5,6 +5,7 @@ Readers trust nothing they download until its SHA-256 matches the manifest.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -15,11 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from skserve.errors import IntegrityError
+from skserve.schema import InputSchema
 
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 1024 * 1024  # far above any real one; bounds what we parse
 LATEST = "LATEST"
-TASKS = ("classification", "regression")
+TASKS = ("classification", "regression", "clustering", "outlier_detection")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")  # one path segment
 _REQUIRED = ("name", "version", "task", "n_features", "files")
@@ -97,6 +99,12 @@ class Manifest:
     @property
     def feature_names(self) -> list[str] | None:
         return self.data.get("feature_names")
+
+    @functools.cached_property
+    def input_schema(self) -> InputSchema:
+        """What each feature may hold (all finite numbers for a manifest
+        published before schemas); IntegrityError if it is malformed."""
+        return InputSchema.from_manifest(self.data)
 
     @property
     def runtime(self) -> str:

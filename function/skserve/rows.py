@@ -1,51 +1,295 @@
-"""Rows -> the float matrix a model expects: order, count and value checks.
+"""Rows -> the typed columns a model takes, judged by the input schema alone.
 
-Runs after the model is loaded, since feature counts and names come from it.
-Messages name rows as the JSON API does: `features` for one row, else
-`instances[i]`.
+Every way a row arrives (v1 lists and objects, V2 tensors and columns, the
+batch job) ends here, so a value is accepted or refused with the same words
+everywhere. Messages name a cell as the JSON API does: `features[j]` for one
+row, else `instances[i][j]`, plus the column's name when the model has names.
+Runs after the model is loaded, since the schema comes with it.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from skserve.errors import BadRequest, Code
+from skserve.schema import BOOLEAN, CATEGORY, INTEGER, NUMBER, Column, InputSchema
 
 _NUMBER = (int, float)
+_NONE = type(None)
+_SHOWN_CATEGORIES = 10
+# (row, position) -> how a cell is named in messages.
+Where = Callable[[int, int], str]
 
 
-def to_matrix(
-    rows: Sequence[list[Any] | dict[str, Any]],
-    *,
-    single: bool,
-    n_features: int,
-    feature_names: list[str] | None,
-) -> np.ndarray:
-    """Order each row's values as the model expects and return a float64 matrix.
+@dataclass(frozen=True)
+class Table:
+    """Valid rows as two blocks, columns in the schema's order within each:
+    `numbers` (rows, numeric columns) float64 with NaN where a value is
+    missing, and `objects` (rows, string and category columns) with None."""
+
+    numbers: np.ndarray
+    objects: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.numbers.shape[0])
+
+    @classmethod
+    def of_matrix(cls, matrix: np.ndarray) -> Table:
+        """All-numeric rows as they are (no copy)."""
+        return cls(matrix, np.empty((len(matrix), 0), dtype=object))
+
+    @classmethod
+    def concat(cls, tables: Sequence[Table]) -> Table:
+        if len(tables) == 1:
+            return tables[0]
+        return cls(
+            np.concatenate([t.numbers for t in tables]),
+            np.concatenate([t.objects for t in tables]),
+        )
+
+    def rows(self, start: int, stop: int) -> Table:
+        return Table(self.numbers[start:stop], self.objects[start:stop])
+
+    def columns(self, schema: InputSchema) -> list[np.ndarray]:
+        """Every column in the schema's order (views, not copies)."""
+        out: list[np.ndarray] = [np.empty(0)] * len(schema.columns)
+        for k, position in enumerate(schema.numeric_positions):
+            out[position] = self.numbers[:, k]
+        for k, position in enumerate(schema.object_positions):
+            out[position] = self.objects[:, k]
+        return out
+
+    def matrix(self, schema: InputSchema) -> np.ndarray:
+        """One (rows, features) array in the schema's order: float64 when every
+        column is numeric, else object (for a model fitted on such an array)."""
+        if schema.all_numeric:
+            return self.numbers
+        matrix = np.empty((len(self), len(schema.columns)), dtype=object)
+        matrix[:, list(schema.numeric_positions)] = self.numbers
+        matrix[:, list(schema.object_positions)] = self.objects
+        return matrix
+
+
+def to_table(
+    rows: Sequence[list[Any] | dict[str, Any]], *, single: bool, schema: InputSchema
+) -> Table:
+    """Order each row's values as the model expects and check each against its
+    column; BadRequest naming the first bad cell (in row order).
 
     Rows are lists in the model's order or objects keyed by feature name.
     """
     where = "features" if single else "instances[{i}]"
-    allowed = frozenset(feature_names or ())
+    names = schema.names if schema.named else None
+    allowed = frozenset(names or ())
+    n_features = len(schema.columns)
     ordered = [
-        _ordered(row, n_features, feature_names, allowed, where.format(i=i))
+        _ordered(row, n_features, names, allowed, where.format(i=i))
         for i, row in enumerate(rows)
     ]
+    if schema.strict_numeric:
+        matrix = _strict_matrix(ordered, n_features)
+        if matrix is not None:
+            return Table.of_matrix(matrix)
+    columns = [[row[j] for row in ordered] for j in range(n_features)]
+    return from_columns(columns, len(ordered), schema, _row_cells(single, names))
+
+
+def from_columns(
+    columns: Sequence[Sequence[Any] | np.ndarray],
+    n_rows: int,
+    schema: InputSchema,
+    where: Where,
+) -> Table:
+    """Columns of JSON values (or float64 arrays, NaN = missing) in the schema's
+    order -> a Table; BadRequest naming the first bad cell in row order, as
+    `where(row, position)` names it."""
+    numbers = np.empty((n_rows, len(schema.numeric_positions)), dtype=np.float64)
+    objects = np.empty((n_rows, len(schema.object_positions)), dtype=object)
+    first_bad: tuple[int, int] | None = None
+    for k, position in enumerate(schema.numeric_positions):
+        column = schema.columns[position]
+        array, bad = _numeric(columns[position], column)
+        if bad is None:
+            numbers[:, k] = array
+        elif first_bad is None or (bad, position) < first_bad:
+            first_bad = (bad, position)
+    for k, position in enumerate(schema.object_positions):
+        column = schema.columns[position]
+        values = columns[position]
+        bad = _first_bad_object(values, column)
+        if bad is None:
+            objects[:, k] = values
+        elif first_bad is None or (bad, position) < first_bad:
+            first_bad = (bad, position)
+    if first_bad is not None:
+        row, position = first_bad
+        value = columns[position][row]
+        if isinstance(value, np.floating):  # from a binary tensor
+            value = float(value)
+        raise refusal(where(row, position), value, schema.columns[position])
+    return Table(numbers, objects)
+
+
+def from_matrix(matrix: np.ndarray, schema: InputSchema, where: Where) -> Table:
+    """A float64 (rows, features) matrix (e.g. a binary V2 tensor), NaN where a
+    value is missing -> a Table, every column judged as JSON values would be."""
+    if schema.strict_numeric:
+        bad = np.flatnonzero(~np.isfinite(matrix).all(axis=1))
+        if not bad.size:
+            return Table.of_matrix(matrix)
+    return from_columns(
+        [matrix[:, j] for j in range(matrix.shape[1])], len(matrix), schema, where
+    )
+
+
+def refusal(where: str, value: Any, column: Column) -> BadRequest:
+    """The 400 for a value `column` does not allow, saying what it expected."""
+    expected = _expected(column)
+    if value is None:
+        return BadRequest(
+            f"{where} may not be missing: this model needs {expected} there, "
+            "got null",
+            code=Code.INVALID_VALUE,
+        )
+    if column.refuses_unknown and _of_kind(value, column):
+        assert column.categories is not None
+        shown = ", ".join(json.dumps(c) for c in column.categories[:_SHOWN_CATEGORIES])
+        more = len(column.categories) - _SHOWN_CATEGORIES
+        if more > 0:
+            shown += f" and {more} more (GET /metadata lists them)"
+        return BadRequest(
+            f"{where} must be one of {shown}, got {_shown(value)}",
+            code=Code.INVALID_VALUE,
+        )
+    return BadRequest(
+        f"{where} must be {expected}, got {_shown(value)}", code=Code.INVALID_VALUE
+    )
+
+
+def _expected(column: Column) -> str:
+    if column.kind == NUMBER:
+        return "a finite number"
+    if column.kind == INTEGER:
+        return "an integer"
+    if column.kind == BOOLEAN:
+        return "true or false"
+    if (
+        column.kind == CATEGORY
+        and column.categories
+        and not isinstance(column.categories[0], str)
+    ):
+        return "a number (one of its categories)"
+    return "a string"
+
+
+def _shown(value: Any) -> str:
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def _row_cells(single: bool, names: list[str] | None) -> Where:
+    def where(row: int, position: int) -> str:
+        cell = f"features[{position}]" if single else f"instances[{row}][{position}]"
+        return f"{cell} ({names[position]!r})" if names else cell
+
+    return where
+
+
+def _strict_matrix(ordered: list[list[Any]], n_features: int) -> np.ndarray | None:
+    """Finite JSON numbers only, as one float64 matrix; None if any value is
+    not one (the column checks then name it)."""
     if not all(type(v) in _NUMBER for row in ordered for v in row):
-        _raise_first_invalid(ordered, single, feature_names)
+        return None
     try:
         matrix = np.array(ordered, dtype=np.float64).reshape(len(ordered), n_features)
     except OverflowError:  # an integer beyond float range
-        _raise_first_invalid(ordered, single, feature_names)
-        raise
-    if not np.isfinite(matrix).all():
-        _raise_first_invalid(ordered, single, feature_names)
-    return matrix
+        return None
+    return matrix if np.isfinite(matrix).all() else None
+
+
+def _numeric(
+    values: Sequence[Any] | np.ndarray, column: Column
+) -> tuple[np.ndarray, int | None]:
+    """(the column as float64 with NaN for missing, the first bad row or None)."""
+    if isinstance(values, np.ndarray):  # floats from a tensor: NaN is missing
+        array = np.asarray(values, dtype=np.float64)
+        missing = np.isnan(array)
+        ok = np.isfinite(array) | (missing & column.nullable)
+    else:
+        kinds = set(map(type, values))
+        wanted = {bool} if column.kind == BOOLEAN else set(_NUMBER)
+        if column.nullable:
+            wanted.add(_NONE)
+        if not kinds <= wanted:
+            bad = next(i for i, v in enumerate(values) if type(v) not in wanted)
+            return np.empty(0), bad
+        try:
+            # numpy turns None into NaN for float64, and True into 1.0.
+            array = np.array(values, dtype=np.float64)
+        except OverflowError:  # an integer beyond float range
+            return np.empty(0), next(i for i, v in enumerate(values) if not _fits(v))
+        missing = np.array([v is None for v in values]) if _NONE in kinds else None
+        ok = np.isfinite(array)
+        if missing is not None:
+            ok |= missing
+    if column.kind == INTEGER:
+        with np.errstate(invalid="ignore"):
+            ok &= (np.mod(array, 1) == 0) | np.isnan(array)
+    if column.refuses_unknown:
+        assert column.categories is not None
+        known = np.array(column.categories, dtype=np.float64)
+        ok &= np.isin(array, known) | np.isnan(array)
+    if not ok.all():
+        return array, int(np.flatnonzero(~ok)[0])
+    return array, None
+
+
+def _fits(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (OverflowError, TypeError):
+        return False
+
+
+def _first_bad_object(values: Sequence[Any] | np.ndarray, column: Column) -> int | None:
+    """The first row whose value `column` does not allow, else None."""
+    for i, value in enumerate(values):
+        if value is None:
+            if not column.nullable:
+                return i
+        elif not _of_kind(value, column):
+            return i
+    if column.refuses_unknown:
+        assert column.categories is not None
+        known = frozenset(column.categories)
+        for i, value in enumerate(values):
+            if value is not None and value not in known:
+                return i
+    return None
+
+
+def _of_kind(value: Any, column: Column) -> bool:
+    """Whether `value` has the JSON type of `column`'s values."""
+    if (
+        column.kind == CATEGORY
+        and column.categories
+        and not isinstance(column.categories[0], str)
+    ):
+        return type(value) in _NUMBER and math.isfinite(value)
+    if column.numeric:
+        if column.kind == BOOLEAN:
+            return type(value) is bool
+        return type(value) in _NUMBER and _fits(value)
+    return type(value) is str
 
 
 def _ordered(
@@ -68,7 +312,7 @@ def _ordered(
     if not names:
         raise BadRequest(
             f"{where} is an object, but this model has no feature names; "
-            f"send a list of {n_features} numbers",
+            f"send a list of {n_features} values",
             code=Code.INVALID_REQUEST,
         )
     missing = [name for name in names if name not in row]
@@ -84,27 +328,3 @@ def _ordered(
             code=Code.UNKNOWN_FEATURES if unknown else Code.MISSING_FEATURES,
         )
     return [row[name] for name in names]
-
-
-def _raise_first_invalid(
-    rows: list[list[Any]], single: bool, names: list[str] | None
-) -> None:
-    for i, row in enumerate(rows):
-        for j, value in enumerate(row):
-            if type(value) in _NUMBER and _finite(value):
-                continue
-            where = f"features[{j}]" if single else f"instances[{i}][{j}]"
-            if names:
-                where += f" ({names[j]!r})"
-            shown = json.dumps(value)
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            raise BadRequest(
-                f"{where} must be a finite number, got {shown}", code=Code.INVALID_VALUE
-            )
-
-
-def _finite(value: float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False

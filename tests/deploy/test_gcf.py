@@ -875,7 +875,7 @@ def test_script_can_set_every_setting_the_function_reads() -> None:
 
 # --- The slim profile: onnxruntime without scikit-learn -------------------------------
 
-SLIM_DROPS = {"scikit-learn", "scipy", "joblib"}
+SLIM_DROPS = {"scikit-learn", "scipy", "joblib", "pandas"}
 
 
 pins = function_pins

@@ -66,7 +66,7 @@ PUBLISH_ARGS = ("--store", f"s3://{BUCKET}/models", "--name", "default")
 SLIM_BUCKET = "ci-slim-models"
 SLIM_PACKAGE_ARGS = ("package", *SERVICE_ARGS[:4], f"--param=modelBucket={SLIM_BUCKET}")
 SLIM_PACKAGE_ARGS += ("--param=profile=slim",)
-SLIM_DROPS = {"scikit-learn", "scipy", "joblib"}
+SLIM_DROPS = {"scikit-learn", "scipy", "joblib", "pandas"}
 
 
 # --- API Gateway events, as AWS sends them ----------------------------------------

@@ -86,7 +86,13 @@ def test_metadata_loads_the_model_and_reports_manifest_facts(served: Path) -> No
     assert body["classes"] == [0, 1]
     assert body["task"] == "classification"
     assert body["model_version"] == (served / "LATEST").read_text().strip()
-    assert set(body["environment"]) == {"python", "scikit-learn", "numpy", "scipy"}
+    assert set(body["environment"]) == {
+        "python",
+        "scikit-learn",
+        "numpy",
+        "scipy",
+        "pandas",
+    }
 
 
 def test_metadata_of_a_missing_model_is_503_with_retry_after(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ def test_a_manifest_round_trips_through_its_bytes() -> None:
         (b"{not json", "not valid JSON"),
         (b"[1, 2]", "not a JSON object"),
         (json.dumps({"name": "m"}).encode(), "lacks version, task, n_features"),
-        (_raw(task="clustering"), "invalid task"),
+        (_raw(task="ranking"), "invalid task"),
         (_raw(version="../x"), "invalid version id"),
         (_raw(files={"../model.pkl": {}}), "unsafe name"),
         (b"[" * 100_000, "not valid JSON"),

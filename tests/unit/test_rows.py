@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from skserve.errors import BadRequest
-from skserve.rows import to_matrix
+from skserve.rows import to_table
+from skserve.schema import InputSchema
 
 NAMES = ["rooms", "age", "area"]
 
 
 def _matrix(rows: list[Any], *, single: bool = False, names: Any = None) -> np.ndarray:
-    return to_matrix(rows, single=single, n_features=3, feature_names=names)
+    schema = InputSchema.numeric(3, names)
+    return to_table(rows, single=single, schema=schema).numbers
 
 
 def _refusal(rows: list[Any], **kwargs: Any) -> BadRequest:
@@ -80,13 +82,12 @@ def test_an_object_for_a_model_without_names_says_to_send_a_list() -> None:
 
     assert error.code == "invalid_request"
     assert error.message.startswith("instances[1] is an object")
-    assert "send a list of 3 numbers" in error.message
+    assert "send a list of 3 values" in error.message
 
 
 @pytest.mark.parametrize(
     ("value", "shown"),
     [
-        (None, "null"),
         (True, "true"),
         ("1", '"1"'),
         (float("nan"), "NaN"),
@@ -106,4 +107,7 @@ def test_the_first_value_that_is_not_a_finite_number_is_named(
 def test_a_bad_named_value_names_its_feature() -> None:
     error = _refusal([{"rooms": 1, "age": None, "area": 3}], single=True, names=NAMES)
 
-    assert error.message == "features[1] ('age') must be a finite number, got null"
+    assert error.message == (
+        "features[1] ('age') may not be missing: this model needs a finite number "
+        "there, got null"
+    )

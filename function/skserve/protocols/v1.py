@@ -25,7 +25,7 @@ from skserve.http import (
     require_json,
 )
 from skserve.protocols.base import Endpoint, Protocol
-from skserve.rows import to_matrix
+from skserve.rows import to_table
 from skserve.runtimes import Prediction
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
@@ -73,6 +73,9 @@ class V1Protocol(Protocol):
         facts = {k: v for k, v in model.manifest.data.items() if k != "signature"}
         body = {
             **facts,
+            # What rows may hold; a manifest published before schemas gets
+            # the all-numeric one it is served with.
+            "input_schema": model.schema.to_json(),
             "model_version": model.version,
             "served_by": model.runtime.name,
         }
@@ -86,15 +89,11 @@ class V1Protocol(Protocol):
             read_body(request, settings.max_body_bytes), max_rows=settings.max_rows
         )
         model = self.context.model(request)
-        manifest = model.manifest
-        matrix = to_matrix(
-            payload.rows,
-            single=payload.single,
-            n_features=manifest.n_features,
-            feature_names=manifest.feature_names,
+        table = to_table(payload.rows, single=payload.single, schema=model.schema)
+        request.environ["skserve.rows"] = len(table)
+        result = model.runtime.predict(
+            table, probabilities=payload.probabilities, scores=payload.scores
         )
-        request.environ["skserve.rows"] = len(matrix)
-        result = model.runtime.predict(matrix, probabilities=payload.probabilities)
         body = {**encode(result, single=payload.single), "model_version": model.version}
         return json_response(body)
 
@@ -106,15 +105,20 @@ def encode(prediction: Prediction, *, single: bool) -> dict[str, Any]:
     probabilities = (
         None if prediction.probabilities is None else prediction.probabilities.tolist()
     )
+    scores = None if prediction.scores is None else prediction.scores.tolist()
     body: dict[str, Any]
     if single:
         body = {"prediction": labels[0]}
         if probabilities is not None:
             body["probabilities"] = probabilities[0]
+        if scores is not None:
+            body["score"] = scores[0]
     else:
         body = {"predictions": labels}
         if probabilities is not None:
             body["probabilities"] = probabilities
+        if scores is not None:
+            body["scores"] = scores
     if prediction.classes is not None:
         body["classes"] = prediction.classes
     return body
@@ -127,6 +131,7 @@ class Payload:
     rows: list[list[Any] | dict[str, Any]]
     single: bool
     probabilities: bool
+    scores: bool = False
 
 
 def parse_payload(body: bytes, *, max_rows: int) -> Payload:
@@ -139,11 +144,7 @@ def parse_payload(body: bytes, *, max_rows: int) -> Payload:
             'body must be a JSON object such as {"features": [...]}',
             code=Code.INVALID_REQUEST,
         )
-    probabilities = data.get("probabilities", False)
-    if not isinstance(probabilities, bool):
-        raise BadRequest(
-            '"probabilities" must be true or false', code=Code.INVALID_REQUEST
-        )
+    probabilities, scores = (_flag(data, key) for key in ("probabilities", "scores"))
     if ("features" in data) == ("instances" in data):
         raise BadRequest(
             'send either "features" (one row) or "instances" (a list of rows)'
@@ -154,10 +155,10 @@ def parse_payload(body: bytes, *, max_rows: int) -> Payload:
         row = data["features"]
         if not isinstance(row, list | dict):
             raise BadRequest(
-                '"features" must be a list of numbers or an object of named numbers',
+                '"features" must be a list of values or an object of named values',
                 code=Code.INVALID_REQUEST,
             )
-        return Payload([row], single=True, probabilities=probabilities)
+        return Payload([row], True, probabilities, scores)
     rows = data["instances"]
     if not isinstance(rows, list):
         raise BadRequest(
@@ -175,11 +176,17 @@ def parse_payload(body: bytes, *, max_rows: int) -> Payload:
     for i, row in enumerate(rows):
         if not isinstance(row, list | dict):
             raise BadRequest(
-                f"instances[{i}] must be a list of numbers or an object of named "
-                "numbers",
+                f"instances[{i}] must be a list of values or an object of named values",
                 code=Code.INVALID_REQUEST,
             )
-    return Payload(rows, single=False, probabilities=probabilities)
+    return Payload(rows, False, probabilities, scores)
+
+
+def _flag(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise BadRequest(f'"{key}" must be true or false', code=Code.INVALID_REQUEST)
+    return value
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

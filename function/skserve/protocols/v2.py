@@ -35,6 +35,7 @@ from skserve.errors import (
 from skserve.http import check_containers, decode_json, json_response, read_body
 from skserve.loader import LoadedModel
 from skserve.protocols.base import Endpoint, Protocol
+from skserve.rows import Where, from_matrix
 from skserve.runtimes import Prediction
 
 OPENAPI = Path(__file__).resolve().parent.parent / "openapi.json"
@@ -173,7 +174,8 @@ class V2Protocol(Protocol):
         model = self._model(request, name, version)
         manifest = model.manifest
         matrix = tensor_matrix(decoded.tensor, manifest.n_features)
-        request.environ["skserve.rows"] = len(matrix)
+        table = from_matrix(matrix, model.schema, _cell_of(matrix.shape[1]))
+        request.environ["skserve.rows"] = len(table)
         wanted = {output.name for output in decoded.outputs}
         if PREDICT_PROBA in wanted and manifest.task != "classification":
             raise BadRequest(
@@ -183,7 +185,7 @@ class V2Protocol(Protocol):
             )
         try:
             prediction = model.runtime.predict(
-                matrix, probabilities=PREDICT_PROBA in wanted
+                table, probabilities=PREDICT_PROBA in wanted
             )
         except BadRequest as error:
             if error.code != Code.PROBABILITIES_UNSUPPORTED:
@@ -554,6 +556,10 @@ def _fits_float(value: float) -> bool:
         return math.isfinite(float(value))
     except OverflowError:
         return False
+
+
+def _cell_of(columns: int) -> Where:
+    return lambda row, column: _cell(row * columns + column, columns)
 
 
 def _cell(index: int, columns: int) -> str:

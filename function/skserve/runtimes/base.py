@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from skserve.manifest import Manifest
+    from skserve.rows import Table
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,16 @@ class Prediction:
     """One batch's output, in the model's own types.
 
     `labels` has one entry per row: class labels with the dtype of the classes the
-    manifest lists (int64, float64 or str), or float64 regression values.
-    `probabilities` is (rows, classes) float64, columns ordered as `classes`.
+    manifest lists (int64, float64 or str), float64 regression values, cluster
+    indices, or an outlier detector's 1 (inlier) and -1 (outlier).
+    `probabilities` is (rows, classes) float64, columns ordered as `classes`;
+    `scores` an outlier detector's decision_function (negative: outlier).
     """
 
     labels: np.ndarray
     probabilities: np.ndarray | None = None
     classes: list[Any] | None = None  # JSON types, as in the manifest
+    scores: np.ndarray | None = None
 
 
 class Runtime(Protocol):
@@ -57,7 +61,14 @@ class Runtime(Protocol):
         """Whether `predict(..., probabilities=True)` can answer."""
         ...
 
-    def predict(self, matrix: np.ndarray, *, probabilities: bool) -> Prediction:
-        """Predict for a (rows, n_features) float64 matrix; BadRequest if the
-        model cannot use these values or cannot give probabilities."""
+    @property
+    def gives_scores(self) -> bool:
+        """Whether `predict(..., scores=True)` can answer."""
+        ...
+
+    def predict(
+        self, table: Table, *, probabilities: bool = False, scores: bool = False
+    ) -> Prediction:
+        """Predict for rows the manifest's input schema accepted; BadRequest if
+        the model cannot use these values or cannot give what is asked."""
         ...

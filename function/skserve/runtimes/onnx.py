@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from skserve.errors import BadRequest, IncompatibleModel
+from skserve.errors import BadRequest, Code, IncompatibleModel
 from skserve.logs import clip, log
 from skserve.manifest import Manifest
 from skserve.runtimes.base import LoadOptions, Prediction
 
 if TYPE_CHECKING:
     import onnxruntime
+
+    from skserve.rows import Table
 
 _ROLES = ("labels", "probabilities", "values", "scores")
 
@@ -69,6 +71,11 @@ class OnnxRuntime:
         data = files.get(cls.artifact)
         if data is None:
             raise IncompatibleModel(f"model {version}: {cls.artifact} was not loaded")
+        if not manifest.input_schema.all_numeric:
+            raise IncompatibleModel(
+                f"model {version}: its twin facts are for numeric features, but its "
+                "input schema has string columns"
+            )
         input_name, outputs, max_abs = _interface(twin, version)
         classes = manifest.data.get("classes")
         if manifest.task == "classification":
@@ -96,15 +103,27 @@ class OnnxRuntime:
     def gives_probabilities(self) -> bool:
         return "probabilities" in self._outputs
 
-    def predict(self, matrix: np.ndarray, *, probabilities: bool) -> Prediction:
-        """Predict for a (rows, n_features) float64 matrix, as scikit-learn would."""
+    @property
+    def gives_scores(self) -> bool:
+        return False
+
+    def predict(
+        self, table: Table, *, probabilities: bool = False, scores: bool = False
+    ) -> Prediction:
+        """Predict for rows of numeric features, as scikit-learn would."""
         if probabilities and not self.gives_probabilities:
             raise BadRequest(
                 "this model does not give probabilities "
                 f'(task: {self.manifest.task}); remove "probabilities"',
-                code="probabilities_unsupported",
+                code=Code.PROBABILITIES_UNSUPPORTED,
             )
-        matrix = np.ascontiguousarray(matrix, dtype=np.float64)
+        if scores:
+            raise BadRequest(
+                "only outlier detectors give scores "
+                f'(task: {self.manifest.task}); remove "scores"',
+                code=Code.SCORES_UNSUPPORTED,
+            )
+        matrix = np.ascontiguousarray(table.numbers, dtype=np.float64)
         if (
             self._max_abs is not None
             and matrix.size
@@ -114,7 +133,7 @@ class OnnxRuntime:
             raise BadRequest(
                 "the model cannot use these values: Input X contains infinity or "
                 "a value too large for dtype('float32').",
-                code="invalid_value",
+                code=Code.INVALID_VALUE,
             )
         wanted = self._wanted + (
             [self._outputs["probabilities"]] if probabilities else []
@@ -141,7 +160,7 @@ class OnnxRuntime:
                 raise BadRequest(
                     "the model's output for these values is not a finite "
                     "number; check their magnitude",
-                    code="invalid_value",
+                    code=Code.INVALID_VALUE,
                 )
         return Prediction(
             labels=labels,

@@ -1,7 +1,8 @@
-"""The scikit-learn runtime: unpickle a verified artifact and predict with it.
+"""The scikit-learn runtime: unpickle a verified artifact and give it exactly
+what it was fitted on.
 
 Importing this module imports numpy only; scikit-learn and joblib are imported
-when a version is loaded.
+when a version is loaded, pandas only when that version takes a DataFrame.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import platform
 import re
 import warnings
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -20,6 +21,12 @@ from skserve.errors import BadRequest, Code, IncompatibleModel
 from skserve.logs import clip, log
 from skserve.manifest import Manifest
 from skserve.runtimes.base import LoadOptions, Prediction
+from skserve.schema import BOOLEAN, CATEGORY, DATAFRAME, INTEGER, InputSchema
+
+if TYPE_CHECKING:
+    import pandas
+
+    from skserve.rows import Table
 
 ARTIFACT = "model.pkl"
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.+-]{0,39}")
@@ -28,6 +35,7 @@ _VERSION = re.compile(r"[0-9][0-9A-Za-z.+-]{0,39}")
 def environment() -> dict[str, str]:
     """Versions of everything a pickle's compatibility depends on."""
     import numpy
+    import pandas
     import scipy
     import sklearn
 
@@ -36,6 +44,7 @@ def environment() -> dict[str, str]:
         "scikit-learn": sklearn.__version__,
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
+        "pandas": pandas.__version__,
     }
 
 
@@ -58,6 +67,8 @@ class SklearnRuntime:
     def __init__(self, manifest: Manifest, estimator: Any) -> None:
         self.manifest = manifest
         self.estimator = estimator
+        self.schema: InputSchema = manifest.input_schema
+        self._dataframe = self.schema.format == DATAFRAME
 
     @classmethod
     def load(
@@ -111,7 +122,16 @@ class SklearnRuntime:
                 f"model {manifest.version} expects {fitted} features, "
                 f"its manifest says {manifest.n_features}"
             )
-        if hasattr(estimator, "feature_names_in_"):
+        if manifest.input_schema.format == DATAFRAME:
+            try:
+                import pandas  # noqa: F401  (imported now: its cost is the load's)
+            except ImportError:
+                raise IncompatibleModel(
+                    f"model {manifest.version} takes a pandas DataFrame, but pandas "
+                    "is not installed here; deploy with the requirements that "
+                    "include it"
+                ) from None
+        elif hasattr(estimator, "feature_names_in_"):
             _quiet_feature_name_warning()
         return cls(manifest, estimator)
 
@@ -122,29 +142,53 @@ class SklearnRuntime:
         )
 
     @property
+    def gives_scores(self) -> bool:
+        return self.manifest.task == "outlier_detection" and hasattr(
+            self.estimator, "decision_function"
+        )
+
+    @property
     def classes(self) -> list[Any] | None:
         classes = getattr(self.estimator, "classes_", None)
         return None if classes is None else np.asarray(classes).tolist()
 
-    def predict(self, matrix: np.ndarray, *, probabilities: bool) -> Prediction:
-        """Predict labels (and class probabilities when asked) for a 2-D float array."""
+    def predict(
+        self, table: Table, *, probabilities: bool = False, scores: bool = False
+    ) -> Prediction:
+        """Labels (and class probabilities or outlier scores when asked) for
+        rows the schema accepted, given to the model as it was fitted."""
         if probabilities and not self.gives_probabilities:
             raise BadRequest(
                 "this model does not give probabilities "
                 f'(task: {self.manifest.task}); remove "probabilities"',
                 code=Code.PROBABILITIES_UNSUPPORTED,
             )
+        if scores and not self.gives_scores:
+            raise BadRequest(
+                "only outlier detectors give scores "
+                f'(task: {self.manifest.task}); remove "scores"',
+                code=Code.SCORES_UNSUPPORTED,
+            )
+        X = (
+            frame_of(table, self.schema)
+            if self._dataframe
+            else table.matrix(self.schema)
+        )
+        estimator = self.estimator
         try:
             # Overflow is reported below as a 400, not warned about per request.
             with np.errstate(over="ignore", invalid="ignore"):
-                labels = self.estimator.predict(matrix)
-                proba = self.estimator.predict_proba(matrix) if probabilities else None
-        except ValueError as exc:  # e.g. finite in float64, infinite in float32
+                labels = estimator.predict(X)
+                proba = estimator.predict_proba(X) if probabilities else None
+                score = estimator.decision_function(X) if scores else None
+        except Exception as exc:  # the model refusing values the schema allowed
+            text = str(exc).strip().splitlines()
+            reason = text[0][:200] if text else type(exc).__name__
             raise BadRequest(
-                f"the model cannot use these values: {str(exc).splitlines()[0][:200]}",
+                f"the model cannot use these values: {reason}",
                 code=Code.INVALID_VALUE,
             ) from None
-        for output in (labels, proba):
+        for output in (labels, proba, score):
             if output is not None and _has_non_finite(output):
                 raise BadRequest(
                     "the model's output for these values is not a finite number; "
@@ -155,7 +199,30 @@ class SklearnRuntime:
             labels=np.asarray(labels),
             probabilities=None if proba is None else np.asarray(proba, np.float64),
             classes=self.classes if probabilities else None,
+            scores=None if score is None else np.asarray(score, np.float64).reshape(-1),
         )
+
+
+def frame_of(table: Table, schema: InputSchema) -> pandas.DataFrame:
+    """Rows as the DataFrame a model was fitted on: its column names, and dtypes
+    as pandas gives them (missing: NaN; categories: the training ones, so an
+    unseen value is missing, as pandas makes it)."""
+    import pandas as pd
+
+    data: dict[str, Any] = {}
+    for column, values in zip(schema.columns, table.columns(schema), strict=True):
+        if not column.numeric:
+            values = np.array([np.nan if v is None else v for v in values], object)
+            if column.kind == CATEGORY:
+                values = pd.Categorical(values, categories=column.categories)
+        elif column.kind in (INTEGER, BOOLEAN) and not column.nullable:
+            values = values.astype(column.dtype)
+        elif column.kind == BOOLEAN:
+            values = np.array(
+                [np.nan if np.isnan(v) else bool(v) for v in values], dtype=object
+            )
+        data[column.name] = values
+    return pd.DataFrame(data, copy=False)
 
 
 def _has_non_finite(values: Any) -> bool:

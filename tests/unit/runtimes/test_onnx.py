@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeRegressor
 
+from skserve.rows import Table
 from skserve.errors import BadRequest, IncompatibleModel
 from skserve.manifest import Manifest, sha256_hex
 from skserve.runtimes.base import LoadOptions
@@ -78,7 +79,7 @@ def regressor() -> tuple[Any, np.ndarray, OnnxRuntime, Twin]:
 def test_int_labels_give_the_same_json_as_sklearn(forest: Any) -> None:
     model, X, runtime, _ = forest
     rows = _rows(X)
-    prediction = runtime.predict(rows, probabilities=True)
+    prediction = runtime.predict(Table.of_matrix(rows), probabilities=True)
     assert prediction.labels.dtype == np.int64
     assert json.dumps(prediction.labels.tolist()) == json.dumps(
         model.predict(rows).tolist()
@@ -91,7 +92,7 @@ def test_int_labels_give_the_same_json_as_sklearn(forest: Any) -> None:
 
 def test_labels_only_unless_probabilities_are_asked(forest: Any) -> None:
     _, X, runtime, _ = forest
-    prediction = runtime.predict(X[:3], probabilities=False)
+    prediction = runtime.predict(Table.of_matrix(X[:3]), probabilities=False)
     assert prediction.probabilities is None and prediction.classes is None
 
 
@@ -101,7 +102,7 @@ def test_string_labels_give_the_same_json_as_sklearn() -> None:
     model = make_pipeline(StandardScaler(), LogisticRegression()).fit(iris.data, y)
     runtime, _ = _serve(model, iris.data)
     rows = _rows(iris.data)
-    prediction = runtime.predict(rows, probabilities=True)
+    prediction = runtime.predict(Table.of_matrix(rows), probabilities=True)
     assert json.dumps(prediction.labels.tolist()) == json.dumps(
         model.predict(rows).tolist()
     )
@@ -115,7 +116,7 @@ def test_float_labels_give_the_same_json_as_sklearn() -> None:
     model.fit(X, y.astype(np.float64) + 1.0)  # classes 1.0 and 2.0
     runtime, _ = _serve(model, X)
     rows = _rows(X)
-    labels = runtime.predict(rows, probabilities=False).labels
+    labels = runtime.predict(Table.of_matrix(rows), probabilities=False).labels
     assert labels.dtype == np.float64
     text = json.dumps(labels.tolist())
     assert text == json.dumps(model.predict(rows).tolist())
@@ -125,7 +126,7 @@ def test_float_labels_give_the_same_json_as_sklearn() -> None:
 def test_regression_values_are_float64_within_tolerance(regressor: Any) -> None:
     model, X, runtime, _ = regressor
     rows = _rows(X)
-    values = runtime.predict(rows, probabilities=False).labels
+    values = runtime.predict(Table.of_matrix(rows), probabilities=False).labels
     assert values.dtype == np.float64 and values.shape == (len(rows),)
     assert np.abs(values - model.predict(rows)).max() <= 1e-6
 
@@ -133,7 +134,7 @@ def test_regression_values_are_float64_within_tolerance(regressor: Any) -> None:
 def test_probabilities_of_a_regressor_are_refused(regressor: Any) -> None:
     _, X, runtime, _ = regressor
     with pytest.raises(BadRequest) as caught:
-        runtime.predict(X[:1], probabilities=True)
+        runtime.predict(Table.of_matrix(X[:1]), probabilities=True)
     assert caught.value.code == "probabilities_unsupported"
     assert caught.value.message == (
         "this model does not give probabilities (task: regression); "
@@ -145,11 +146,11 @@ def test_probabilities_of_a_classifier_without_predict_proba_are_refused() -> No
     X, y = make_classification(n_samples=100, n_features=4, random_state=4)
     model = SVC().fit(X, y)
     runtime, _ = _serve(model, X)
-    assert runtime.predict(X[:5], probabilities=False).labels.tolist() == (
-        model.predict(X[:5]).tolist()
-    )
+    assert runtime.predict(
+        Table.of_matrix(X[:5]), probabilities=False
+    ).labels.tolist() == (model.predict(X[:5]).tolist())
     with pytest.raises(BadRequest) as caught:
-        runtime.predict(X[:1], probabilities=True)
+        runtime.predict(Table.of_matrix(X[:1]), probabilities=True)
     assert caught.value.code == "probabilities_unsupported"
     assert "(task: classification)" in caught.value.message
 
@@ -163,7 +164,7 @@ def test_values_beyond_float32_are_refused_as_sklearn_refuses_them(
     with pytest.raises(ValueError) as sklearn_error, np.errstate(over="ignore"):
         model.predict(row)
     with pytest.raises(BadRequest) as caught:
-        runtime.predict(row, probabilities=False)
+        runtime.predict(Table.of_matrix(row), probabilities=False)
     assert caught.value.code == "invalid_value"
     assert caught.value.message.endswith(str(sklearn_error.value).splitlines()[0])
 
@@ -174,7 +175,7 @@ def test_non_finite_output_is_invalid_value() -> None:
     runtime, built = _serve(model, X)
     assert built.facts["input"]["max_abs"] is None  # so the output check decides
     with pytest.raises(BadRequest) as caught:
-        runtime.predict(np.full((1, 3), 1e308), probabilities=False)
+        runtime.predict(Table.of_matrix(np.full((1, 3), 1e308)), probabilities=False)
     assert caught.value.code == "invalid_value"
 
 
@@ -207,12 +208,14 @@ def test_twin_of_another_model_is_refused_at_load(forest: Any) -> None:
 def test_concurrent_predictions_match_a_single_thread(forest: Any) -> None:
     _, X, runtime, _ = forest
     rows = _rows(X, 64)
-    expected = runtime.predict(rows, probabilities=True)
+    expected = runtime.predict(Table.of_matrix(rows), probabilities=True)
     failures: list[str] = []
 
     def work() -> None:
         for start in range(0, 64, 4):
-            got = runtime.predict(rows[start : start + 4], probabilities=True)
+            got = runtime.predict(
+                Table.of_matrix(rows[start : start + 4]), probabilities=True
+            )
             assert got.probabilities is not None and expected.probabilities is not None
             if got.labels.tolist() != expected.labels[start : start + 4].tolist():
                 failures.append(f"labels differ at {start}")
@@ -246,14 +249,16 @@ sys.path.insert(0, {str(ROOT / "function")!r})
 from skserve.manifest import Manifest
 from skserve.runtimes.base import LoadOptions
 from skserve.runtimes.onnx import OnnxRuntime
+from skserve.rows import Table
 folder = Path({str(tmp_path)!r})
 manifest = Manifest.from_bytes((folder / "manifest.json").read_bytes())
 files = {{"model.onnx": (folder / "model.onnx").read_bytes()}}
 runtime = OnnxRuntime.load(manifest, files, LoadOptions())
-prediction = runtime.predict(np.load(folder / "rows.npy"), probabilities=True)
+rows = Table.of_matrix(np.load(folder / "rows.npy"))
+prediction = runtime.predict(rows, probabilities=True)
 heavy = sorted(
     name for name in sys.modules
-    if name.split(".")[0] in ("sklearn", "scipy", "joblib")
+    if name.split(".")[0] in ("sklearn", "scipy", "joblib", "pandas")
 )
 print(json.dumps({{"labels": prediction.labels.tolist(), "heavy": heavy}}))
 """

@@ -12,6 +12,7 @@ import sklearn
 from sklearn.linear_model import LinearRegression
 from sklearn.tree import DecisionTreeClassifier
 
+from skserve.rows import Table
 from skserve.errors import BadRequest, IncompatibleModel
 from skserve.manifest import Manifest
 from skserve.runtimes.base import LoadOptions
@@ -51,7 +52,7 @@ def tree() -> DecisionTreeClassifier:
 def test_predictions_keep_the_class_labels_and_their_order(
     tree: DecisionTreeClassifier,
 ) -> None:
-    prediction = _load(tree).predict(X, probabilities=True)
+    prediction = _load(tree).predict(Table.of_matrix(X), probabilities=True)
 
     assert prediction.labels.tolist() == ["no", "no", "yes", "yes"]
     assert prediction.classes == ["no", "yes"]
@@ -61,7 +62,7 @@ def test_predictions_keep_the_class_labels_and_their_order(
 
 
 def test_probabilities_are_left_out_unless_asked(tree: DecisionTreeClassifier) -> None:
-    prediction = _load(tree).predict(X, probabilities=False)
+    prediction = _load(tree).predict(Table.of_matrix(X), probabilities=False)
 
     assert prediction.probabilities is None and prediction.classes is None
 
@@ -82,7 +83,9 @@ def test_a_version_mismatch_can_be_allowed_and_is_logged(
 ) -> None:
     runtime = _load(tree, allow=True, environment={"scikit-learn": "0.24.2"})
 
-    assert runtime.predict(X[:1], probabilities=False).labels.tolist() == ["no"]
+    assert runtime.predict(
+        Table.of_matrix(X[:1]), probabilities=False
+    ).labels.tolist() == ["no"]
     (entry,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert entry["severity"] == "WARNING" and "0.24.2" in entry["message"]
 
@@ -117,7 +120,7 @@ def test_a_regressor_refuses_probabilities() -> None:
     regressor = LinearRegression().fit(X, X.sum(axis=1))
 
     with pytest.raises(BadRequest) as raised:
-        _load(regressor).predict(X, probabilities=True)
+        _load(regressor).predict(Table.of_matrix(X), probabilities=True)
 
     assert raised.value.code == "probabilities_unsupported"
     assert "task: regression" in raised.value.message
@@ -128,7 +131,9 @@ def test_values_a_tree_cannot_take_are_a_bad_request(
 ) -> None:
     """1e39 is a finite float64 but not a float32, which trees compute in."""
     with pytest.raises(BadRequest) as raised:
-        _load(tree).predict(np.array([[1e39, 0.0]]), probabilities=False)
+        _load(tree).predict(
+            Table.of_matrix(np.array([[1e39, 0.0]])), probabilities=False
+        )
 
     assert raised.value.code == "invalid_value"
 
@@ -138,4 +143,6 @@ def test_an_output_that_is_not_finite_is_a_bad_request() -> None:
     steep.coef_ = np.array([1e300, 1e300])
 
     with pytest.raises(BadRequest, match="not a finite number"):
-        _load(steep).predict(np.array([[1e10, 1e10]]), probabilities=False)
+        _load(steep).predict(
+            Table.of_matrix(np.array([[1e10, 1e10]])), probabilities=False
+        )

@@ -46,6 +46,7 @@ DESIGN_FIELDS = {
     "training",
     "files",
     "environment",
+    "input_schema",
 }
 
 
@@ -378,7 +379,10 @@ def test_fit_regression_target_with_a_classifier_kind_fails_listing_valid_kinds(
 
     line = _error_line(result.code, result.err)
     assert "logistic-regression" in line
-    assert "random-forest, gradient-boosting, linear-regression" in line
+    assert (
+        "random-forest, gradient-boosting, hist-gradient-boosting, linear-regression"
+        in line
+    )
     _assert_untouched(existing)
 
 
@@ -483,6 +487,7 @@ def test_no_arguments_publish_the_tutorials_exact_model(
 def test_manifest_has_every_design_field_and_describes_the_real_artifact(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    import pandas as pd
     import scipy
     import sklearn
 
@@ -519,8 +524,16 @@ def test_manifest_has_every_design_field_and_describes_the_real_artifact(
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
         "scipy": scipy.__version__,
+        "pandas": pd.__version__,
     }
     assert set(manifest["training"]) >= {"source", "rows"}
+    assert manifest["input_schema"] == {
+        "format": "array",
+        "columns": [
+            {"name": name, "kind": "number", "nullable": False}
+            for name in ("x1", "x2", "x3")
+        ],
+    }
 
 
 # ---------------------------------------------------- publish an existing pickle
@@ -834,9 +847,9 @@ def _bad_target(tmp_path: Path) -> tuple[list[str], list[str]]:
 
 def _bad_feature(tmp_path: Path) -> tuple[list[str], list[str]]:
     rows = [[i, i * 2.5, i % 2] for i in range(10)]
-    rows[4][1] = "abc"  # data row 5 is line 6 of the file
+    rows[4][1] = "inf"  # data row 5 is line 6 of the file
     path = _write_csv(tmp_path / "bad.csv", ["a", "b", "label"], rows)
-    return ["--data", str(path), "--target", "label"], ["'b'", "line 6", "'abc'"]
+    return ["--data", str(path), "--target", "label"], ["'b'", "line 6", "'inf'"]
 
 
 def _bad_nan_target(tmp_path: Path) -> tuple[list[str], list[str]]:
