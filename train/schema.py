@@ -151,6 +151,12 @@ def settle(
                 )
     settled = InputSchema(tuple(columns), schema.format, schema.named)
     if fixed_format:
+        if settled.format == ARRAY and fitted_on_frame:
+            if not settled.all_numeric or not probe.same_as_array(base, settled):
+                raise SchemaError(
+                    "the schema says the model takes a float array, but it refuses "
+                    "one or answers it differently from its DataFrame"
+                )
         return settled
     form = ARRAY
     if fitted_on_frame and (
@@ -455,8 +461,6 @@ def _column(label: str, hint: _Hint, kind: str | None) -> Column:
     chosen = hint.kind or kind or NUMBER
     if kind == CATEGORY and chosen == STRING:
         chosen = CATEGORY  # fitted on a pandas category column
-    if kind == STRING and chosen == CATEGORY:
-        chosen = STRING  # the data holds plain strings
     if hint.kind is None and hint.dropped:
         chosen = kind or NUMBER
     categories = hint.categories

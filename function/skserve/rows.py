@@ -153,8 +153,7 @@ def refusal(where: str, value: Any, column: Column) -> BadRequest:
     expected = _expected(column)
     if value is None:
         return BadRequest(
-            f"{where} may not be missing: this model needs {expected} there, "
-            "got null",
+            f"{where} may not be missing: this model needs {expected} there, got null",
             code=Code.INVALID_VALUE,
         )
     if column.refuses_unknown and _of_kind(value, column):
@@ -229,8 +228,8 @@ def _numeric(
         wanted = {bool} if column.kind == BOOLEAN else set(_NUMBER)
         if column.nullable:
             wanted.add(_NONE)
-        if not kinds <= wanted:
-            bad = next(i for i, v in enumerate(values) if type(v) not in wanted)
+        if not kinds <= wanted:  # the slow way, to name the first bad value
+            bad = next(i for i, v in enumerate(values) if not _allows(column, v))
             return np.empty(0), bad
         try:
             # numpy turns None into NaN for float64, and True into 1.0.
@@ -253,6 +252,20 @@ def _numeric(
     return array, None
 
 
+def _allows(column: Column, value: Any) -> bool:
+    """Whether `column` takes this one JSON value (None: missing)."""
+    if value is None:
+        return column.nullable
+    if not _of_kind(value, column):
+        return False
+    if column.kind == INTEGER and not float(value).is_integer():
+        return False
+    if column.refuses_unknown:
+        assert column.categories is not None
+        return value in column.categories
+    return True
+
+
 def _fits(value: Any) -> bool:
     try:
         return math.isfinite(float(value))
@@ -262,18 +275,13 @@ def _fits(value: Any) -> bool:
 
 def _first_bad_object(values: Sequence[Any] | np.ndarray, column: Column) -> int | None:
     """The first row whose value `column` does not allow, else None."""
+    known = frozenset(column.categories) if column.refuses_unknown else None  # type: ignore[arg-type]
     for i, value in enumerate(values):
         if value is None:
             if not column.nullable:
                 return i
-        elif not _of_kind(value, column):
+        elif not _of_kind(value, column) or (known is not None and value not in known):
             return i
-    if column.refuses_unknown:
-        assert column.categories is not None
-        known = frozenset(column.categories)
-        for i, value in enumerate(values):
-            if value is not None and value not in known:
-                return i
     return None
 
 
