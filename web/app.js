@@ -1,15 +1,36 @@
 // The demo page: its forms come from the function's GET /metadata; every failure is shown in words.
 
 import { createClient, SkserveError } from "./skserve-client.js";
-import { CsvError, csvToRows, parseCsv, toCsv } from "./csv.js";
+import {
+  CsvError,
+  csvToRows,
+  expected,
+  numericColumns,
+  parseCell,
+  parseCsv,
+  toCsv,
+  valueType,
+} from "./csv.js";
 
 const MAX_RETRIES = 2;
 const TABLE_LIMIT = 1000; // rows drawn in the table; the download has them all
 
 const $ = (id) => document.getElementById(id);
 
+/** @typedef {import("./csv.js").Column} Column */
+/** @typedef {import("./csv.js").Value} Value */
+
+/**
+ * One control of the "Predict one row" form.
+ * @typedef {Object} Field
+ * @property {Column} column
+ * @property {() => ({value: Value} | {error: string, focus: HTMLElement})} read
+ * @property {(value: Value) => void} fill
+ */
+
 /** @type {{client: ReturnType<typeof createClient>, meta: Object, names: string[],
- *          named: boolean, classification: boolean} | null} */
+ *          named: boolean, columns: Column[], fields: Field[],
+ *          classification: boolean} | null} */
 let session = null;
 let downloadUrl = null;
 // Where retry notices go, and how many there were: that of the running request.
@@ -63,9 +84,18 @@ async function connect() {
     const count = Number(meta.n_features);
     const named = Array.isArray(meta.feature_names);
     const names = named ? meta.feature_names.map(String) : range(count).map((i) => `x${i}`);
-    session = { client, meta, names, named, classification: meta.task === "classification" };
+    const columns = schemaColumns(meta, names);
+    session = {
+      client,
+      meta,
+      names,
+      named,
+      columns,
+      fields: [],
+      classification: meta.task === "classification",
+    };
     showModel(meta);
-    buildFeatureForm(names);
+    buildFeatureForm(columns, Array.isArray(meta.example) ? meta.example : null);
     done(`Connected: ${meta.name ?? "model"} version ${meta.model_version}.`);
   } catch (error) {
     session = null;
@@ -92,25 +122,33 @@ function showModel(meta) {
   $("model").hidden = false;
 }
 
-function buildFeatureForm(names) {
+/**
+ * The input schema's columns when the function sends one that lists the model's
+ * features in order; else (a function older than schemas) numbers, none missing.
+ * @returns {Column[]}
+ */
+function schemaColumns(meta, names) {
+  const columns = meta.input_schema?.columns;
+  const usable =
+    Array.isArray(columns) &&
+    columns.length === names.length &&
+    columns.every((column, i) => column?.name === names[i]);
+  return usable ? columns : numericColumns(names);
+}
+
+function buildFeatureForm(columns, example) {
   const box = $("features");
   box.replaceChildren();
-  names.forEach((name, i) => {
-    const id = `feature-${i}`;
+  session.fields = columns.map((column, i) => {
     const field = element("div", null, { class: "field" });
-    const label = element("label", name, { for: id });
-    const input = element("input", null, {
-      id,
-      name,
-      type: "number",
-      step: "any",
-      required: "",
-      inputmode: "decimal",
-      autocomplete: "off",
-    });
-    field.append(label, input);
     box.append(field);
+    return makeField(field, column, `feature-${i}`);
   });
+  // Start from the model's typical row rather than a row of empty fields.
+  if (example && example.length === columns.length) {
+    session.fields.forEach((field, i) => field.fill(example[i]));
+  }
+  $("features-help").hidden = !columns.some((column) => column.nullable);
   $("result").hidden = true;
   clearError("predict-error");
   clearError("batch-error");
@@ -119,16 +157,156 @@ function buildFeatureForm(names) {
   $("batch").hidden = false;
 }
 
+/**
+ * Add the control for `column` to `field`: a list of choices for known
+ * categories and booleans, a number box for numbers, a text box for text.
+ * A column that may be missing says so, and an empty control means missing.
+ * @returns {Field}
+ */
+function makeField(field, column, id) {
+  const hintId = `${id}-hint`;
+  field.append(element("label", column.name, { for: id }));
+  const choices = Array.isArray(column.categories) || valueType(column) === "boolean";
+  const made = choices ? choiceControl(column, id) : inputControl(column, id);
+  field.append(made.control);
+  if (column.nullable) {
+    made.control.setAttribute("aria-describedby", hintId);
+    field.append(element("span", "may be left empty", { id: hintId, class: "hint" }));
+  } else {
+    made.control.setAttribute("aria-required", "true");
+  }
+  if (made.extra) field.append(made.extra);
+  return { column, read: made.read, fill: made.fill };
+}
+
+/** A number box (integers: step 1) or a text box; empty is missing. */
+function inputControl(column, id) {
+  const number = valueType(column) === "number";
+  const integer = column.kind === "integer";
+  const control = element("input", null, {
+    id,
+    name: column.name,
+    type: number ? "number" : "text",
+    autocomplete: "off",
+    ...(number
+      ? { step: integer ? "1" : "any", inputmode: integer ? "numeric" : "decimal" }
+      : { spellcheck: "false" }),
+    ...(column.nullable ? { placeholder: "missing" } : { required: "" }),
+  });
+  const read = () => {
+    // A number box holds "" both when empty and when its text is not a
+    // number; badInput tells them apart.
+    if (number && control.validity.badInput) {
+      return { error: `${column.name} is not a number; enter digits such as 12.5`, focus: control };
+    }
+    if (number && control.value !== "") {
+      const value = control.valueAsNumber;
+      if (!Number.isFinite(value)) {
+        return { error: `${column.name} must be a finite number`, focus: control };
+      }
+      if (integer && !Number.isInteger(value)) {
+        return { error: `${column.name} must be a whole number, got ${value}`, focus: control };
+      }
+      return { value };
+    }
+    return checked(control.value, column, control);
+  };
+  const fill = (value) => {
+    control.value = value === null || value === undefined ? "" : String(value);
+  };
+  return { control, read, fill };
+}
+
+/**
+ * A list of the known categories (or true and false), with "(missing)" first
+ * when the column may be missing and "other…" last when the model accepts
+ * values it has not seen, which shows a text box for one.
+ */
+function choiceControl(column, id) {
+  const boolean = valueType(column) === "boolean";
+  const values = Array.isArray(column.categories) ? column.categories : [true, false];
+  /** @type {Array<{kind: "missing" | "value" | "other", value?: Value}>} */
+  const options = [
+    ...(column.nullable ? [{ kind: "missing" }] : []),
+    ...values.map((value) => ({ kind: "value", value })),
+    ...(!boolean && column.unknown !== false ? [{ kind: "other" }] : []),
+  ];
+  const control = element("select", null, { id, name: column.name });
+  for (const option of options) {
+    const text = { missing: "(missing)", other: "other…" }[option.kind] ?? String(option.value);
+    const value = option.kind === "value" ? String(option.value) : "";
+    control.append(element("option", text, { value, "data-choice": option.kind }));
+  }
+  const otherId = `${id}-other`;
+  const other = element("input", null, {
+    id: otherId,
+    name: `${column.name} (other)`,
+    type: "text",
+    autocomplete: "off",
+    spellcheck: "false",
+    ...(valueType(column) === "number" ? { inputmode: "decimal" } : {}),
+  });
+  const otherBox = element("div", null, { class: "other" });
+  otherBox.append(element("label", `other ${column.name}`, { for: otherId }), other);
+  otherBox.hidden = true;
+  const chosen = () => options[control.selectedIndex];
+  const showOther = () => {
+    otherBox.hidden = chosen()?.kind !== "other";
+  };
+  control.addEventListener("change", () => {
+    showOther();
+    if (!otherBox.hidden) other.focus();
+  });
+  const read = () => {
+    const option = chosen();
+    if (option === undefined || option.kind === "missing") {
+      return checked("", column, control);
+    }
+    if (option.kind === "value") return { value: option.value };
+    // Typed text is sent as written: "s " is another category than "s".
+    return checked(other.value, column, other);
+  };
+  const fill = (value) => {
+    const missing = value === null || value === undefined;
+    let index = options.findIndex((option) =>
+      missing ? option.kind === "missing" : option.kind === "value" && option.value === value,
+    );
+    other.value = "";
+    if (index < 0 && !missing) {
+      index = options.findIndex((option) => option.kind === "other");
+      if (index >= 0) other.value = String(value);
+    }
+    control.selectedIndex = Math.max(index, 0);
+    showOther();
+  };
+  fill(null); // the missing choice when there is one, else the first category
+  const extra = options.at(-1)?.kind === "other" ? otherBox : null;
+  return { control, read, fill, extra };
+}
+
+/** Text read as the column's value (by the CSV's rules), or a refusal in words. */
+function checked(text, column, focus) {
+  const cell = parseCell(text, column);
+  if (!("error" in cell)) return { value: cell.value };
+  const error = cell.missing
+    ? `${column.name} may not be left empty: this model needs ${expected(column)} there`
+    : `${column.name}: ${cell.error}`;
+  return { error, focus };
+}
+
 async function predictOne() {
   if (!session) return;
   clearError("predict-error");
-  const inputs = [...$("features").querySelectorAll("input")];
-  const row = inputs.map((input) => input.valueAsNumber);
-  const blank = inputs.find((input) => Number.isNaN(input.valueAsNumber));
-  if (blank) {
-    showError("predict-error", new Error(`enter a number for ${blank.name}`));
-    blank.focus();
-    return;
+  const row = [];
+  for (const field of session.fields) {
+    const read = field.read();
+    if ("error" in read) {
+      // Refused here, in words, before any request.
+      showError("predict-error", new FormError(read.error));
+      read.focus.focus();
+      return;
+    }
+    row.push(read.value);
   }
   const done = busy("predict-form", "predict-status", "Predicting…");
   try {
@@ -191,7 +369,12 @@ async function scoreFile() {
   }
   const done = busy("batch-form", "batch-status", `Reading ${file.name}…`);
   try {
-    const { rows, ignored } = csvToRows(parseCsv(await file.text()), session.names, session.named);
+    const { rows, ignored } = csvToRows(
+      parseCsv(await file.text()),
+      session.names,
+      session.named,
+      session.columns,
+    );
     const scored = await scoreRows(rows, size, (count) => {
       $("batch-status").textContent = `Scored ${count} of ${rows.length} rows…`;
     });
@@ -271,7 +454,9 @@ function showBatch(rows, scored, ignored) {
     tr.append(element("th", String(i + 1), { scope: "row" }));
     line.slice(0, -1).forEach((value, j) => {
       const isProbability = j > session.names.length;
-      tr.append(element("td", isProbability ? Number(value).toFixed(3) : String(value)));
+      // A missing value shows as an empty cell, as in the download.
+      const text = value === null ? "" : String(value);
+      tr.append(element("td", isProbability ? Number(value).toFixed(3) : text));
     });
     body.append(tr);
   });
@@ -310,6 +495,8 @@ function showError(id, error) {
     }
   } else if (error instanceof CsvError) {
     title = "Cannot read the CSV file";
+  } else if (error instanceof FormError) {
+    title = "Check the form";
   } else {
     title = "Cannot do that";
   }
@@ -345,6 +532,14 @@ function busy(formId, statusId, message) {
     for (const control of form.elements) control.disabled = false;
     $(statusId).textContent = finalMessage;
   };
+}
+
+/** A form value this model cannot take; the message names the field. */
+class FormError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "FormError";
+  }
 }
 
 function range(n) {

@@ -1,4 +1,118 @@
-// CSV for the demo page: rows go out in the model's feature order; a bad cell is named, not sent.
+// Text -> the values a model takes, by its input schema (CSV cells and form fields alike);
+// a bad value is named, never sent.
+
+/**
+ * One column of `GET /metadata`'s `input_schema` (fields left out take the defaults).
+ * @typedef {Object} Column
+ * @property {string} name
+ * @property {"number" | "integer" | "boolean" | "string" | "category"} [kind="number"]
+ * @property {boolean} [nullable=false] Whether the value may be missing (sent as null).
+ * @property {Array<string | number | boolean>} [categories] The values the model knows.
+ * @property {boolean} [unknown=true] Whether values outside `categories` are accepted.
+ */
+
+/** @typedef {number | string | boolean | null} Value */
+
+const SHOWN_CATEGORIES = 10;
+
+/**
+ * The schema of a model published before schemas: finite numbers, none missing.
+ * @param {string[]} names
+ * @returns {Column[]}
+ */
+export function numericColumns(names) {
+  return names.map((name) => ({ name, kind: "number", nullable: false }));
+}
+
+/**
+ * The JSON type a column's values have: "number", "boolean" or "string".
+ * A category column whose categories are numbers takes numbers.
+ * @param {Column} column
+ * @returns {"number" | "boolean" | "string"}
+ */
+export function valueType(column) {
+  const kind = column.kind ?? "number";
+  if (kind === "boolean") return "boolean";
+  if (kind === "number" || kind === "integer") return "number";
+  const first = column.categories?.[0];
+  return kind === "category" && first !== undefined && typeof first !== "string"
+    ? "number"
+    : "string";
+}
+
+/**
+ * What a column needs, in words ("a number", "a whole number", ...).
+ * @param {Column} column
+ */
+export function expected(column) {
+  if (column.kind === "integer") return "a whole number";
+  return {
+    number: "a number",
+    boolean: "true or false",
+    string: "a string",
+  }[valueType(column)];
+}
+
+/**
+ * Read one cell's text as the column's value. Only an empty text is missing
+ * (null), and only where the column may be missing; text for a string column
+ * is kept exactly as written (no trimming), since " s" and "s" are different
+ * categories to the model.
+ * @param {string} text
+ * @param {Column} column
+ * @returns {{value: Value} | {error: string, missing?: boolean}}
+ */
+export function parseCell(text, column) {
+  if (text === "") {
+    if (column.nullable) return { value: null };
+    return {
+      error: `empty, but this model needs ${expected(column)} there (it may not be missing)`,
+      missing: true,
+    };
+  }
+  let value;
+  const type = valueType(column);
+  if (type === "number") {
+    if (!isNumber(text)) return { error: `${JSON.stringify(text)} is not a number` };
+    value = Number(text);
+    if (column.kind === "integer" && !Number.isInteger(value)) {
+      return { error: `${JSON.stringify(text)} is not a whole number` };
+    }
+  } else if (type === "boolean") {
+    const word = text.trim().toLowerCase();
+    if (word !== "true" && word !== "false") {
+      return { error: `${JSON.stringify(text)} is not true or false` };
+    }
+    value = word === "true";
+  } else {
+    value = text;
+  }
+  return known(value, column) ? { value } : { error: notKnown(text, column) };
+}
+
+/**
+ * Whether the model takes `value` in `column`: one of its categories, or any
+ * value where unknown ones are accepted.
+ * @param {Value} value
+ * @param {Column} column
+ */
+export function known(value, column) {
+  const categories = column.categories;
+  if (!Array.isArray(categories) || column.unknown !== false) return true;
+  return categories.includes(value);
+}
+
+function notKnown(text, column) {
+  const categories = column.categories ?? [];
+  let shown = categories
+    .slice(0, SHOWN_CATEGORIES)
+    .map((c) => JSON.stringify(c))
+    .join(", ");
+  if (categories.length > SHOWN_CATEGORIES) {
+    shown += ` and ${categories.length - SHOWN_CATEGORIES} more`;
+  }
+  return `${JSON.stringify(text)} is not one of ${shown} (this model refuses other values)`;
+}
 
 /**
  * Parse CSV text (RFC 4180: quoted fields, "" escapes, CRLF or LF) into rows of strings.
@@ -54,23 +168,32 @@ export class CsvError extends Error {
 }
 
 /**
- * Turn parsed CSV rows into numeric rows in the model's feature order.
- * A first row whose cells are all numbers is data (columns in model order);
- * otherwise it is a header naming the features.
+ * Turn parsed CSV rows into rows of typed values in the model's feature order.
+ * A first row that names one of the model's features, or that is all text where
+ * the model wants numbers, is a header naming the features (any order; other
+ * columns are ignored); otherwise the file has no header and its columns are in
+ * the model's order. Each cell is read by `parseCell`: an empty one is missing
+ * (null) where the column may be missing and refused otherwise.
  * @param {string[][]} table from parseCsv
  * @param {string[]} names the model's feature names (or x0..xN when it has none)
  * @param {boolean} named whether the model was trained with feature names
- * @returns {{rows: number[][], ignored: string[]}}
+ * @param {Column[] | null} [columns] the input schema's columns, in the model's
+ *   order (default: numbers that may not be missing, as before schemas)
+ * @returns {{rows: Value[][], ignored: string[]}}
  */
-export function csvToRows(table, names, named) {
-  // Blank lines (often a trailing one) carry no row.
+export function csvToRows(table, names, named, columns = null) {
+  const schema = columns ?? numericColumns(names);
+  if (schema.length !== names.length) {
+    throw new CsvError(`the model lists ${schema.length} columns for ${names.length} features`);
+  }
+  // Lines of empty cells (a trailing newline, a spreadsheet's blank rows) carry no row.
   const lines = table
     .map((cells, index) => ({ cells, line: index + 1 }))
     .filter(({ cells }) => cells.some((cell) => cell.trim() !== ""));
   if (lines.length === 0) throw new CsvError("the file has no rows");
   const first = lines[0].cells;
-  const hasHeader = !first.every(isNumber);
-  let columns = names.map((_, i) => i);
+  const hasHeader = isHeader(first, names, named, schema);
+  let positions = names.map((_, i) => i);
   let ignored = [];
   if (hasHeader) {
     const header = first.map((cell) => cell.trim());
@@ -80,7 +203,7 @@ export function csvToRows(table, names, named) {
     }
     const missing = names.filter((name) => !header.includes(name));
     if (missing.length === 0) {
-      columns = names.map((name) => header.indexOf(name));
+      positions = names.map((name) => header.indexOf(name));
       ignored = header.filter((name) => !names.includes(name));
     } else if (named || header.length !== names.length) {
       throw new CsvError(
@@ -93,22 +216,32 @@ export function csvToRows(table, names, named) {
   const data = hasHeader ? lines.slice(1) : lines;
   if (data.length === 0) throw new CsvError("the file has a header but no rows");
   const width = hasHeader ? first.length : names.length;
-  const label = (i) => (hasHeader ? `column "${first[i].trim()}"` : `column ${i + 1}`);
+  const label = (i) =>
+    hasHeader ? `column "${first[i].trim()}"` : `column ${i + 1} ("${names[i]}")`;
   const rows = data.map(({ cells, line }) => {
     if (cells.length !== width) {
       throw new CsvError(`line ${line} has ${cells.length} values; expected ${width}`);
     }
-    return columns.map((column) => {
-      const cell = cells[column];
-      if (!isNumber(cell)) {
-        throw new CsvError(
-          `line ${line}, ${label(column)}: ${JSON.stringify(cell)} is not a number`,
-        );
-      }
-      return Number(cell);
+    return positions.map((position, j) => {
+      const cell = parseCell(cells[position], schema[j]);
+      if ("error" in cell) throw new CsvError(`line ${line}, ${label(position)}: ${cell.error}`);
+      return cell.value;
     });
   });
   return { rows, ignored };
+}
+
+/** Whether the first non-blank line of a CSV is a header rather than a row. */
+function isHeader(cells, names, named, schema) {
+  const trimmed = cells.map((cell) => cell.trim());
+  if (named && trimmed.some((cell) => names.includes(cell))) return true;
+  const fits =
+    cells.length === schema.length &&
+    cells.every((cell, j) => !("error" in parseCell(cell, schema[j])));
+  if (fits) return false;
+  // Column titles are text, none empty; a row with a number or a gap in it is
+  // data with a bad cell, to be named as such rather than skipped.
+  return trimmed.every((cell) => cell !== "" && !isNumber(cell));
 }
 
 function isNumber(cell) {

@@ -25,7 +25,15 @@
  */
 
 /**
- * @typedef {Array<number> | Object<string, number>} Row
+ * @typedef {number | string | boolean | null} Value
+ * One feature's value as the model's input schema (GET /metadata's
+ * `input_schema`) says: a finite number, a string for a text or category
+ * column, true or false, or null where the value may be missing. JSON has no
+ * NaN: send null for a missing value.
+ */
+
+/**
+ * @typedef {Array<Value> | Object<string, Value>} Row
  * Values in the model's feature order, or keyed by feature name.
  */
 
@@ -123,10 +131,33 @@ function clientConfig(options) {
   return { base, apiKey: String(apiKey).trim(), timeoutMs, maxRetries, maxRetryDelayMs, onRetry };
 }
 
+/**
+ * Refuse, before sending, a row JSON cannot carry as given: JSON.stringify would
+ * turn NaN and Infinity into null (a missing value the caller did not mean) and
+ * drop undefined. Whether a value suits its column is the function's to judge.
+ */
 function checkRow(row, name) {
   const isObject = row !== null && typeof row === "object";
   if (!isObject) {
-    throw new TypeError(`${name} must be an array of numbers or an object of named numbers`);
+    throw new TypeError(`${name} must be an array of values or an object of named values`);
+  }
+  const list = Array.isArray(row);
+  const entries = list ? Array.from(row, (value, i) => [i, value]) : Object.entries(row);
+  for (const [key, value] of entries) {
+    const where = list ? `${name}[${key}]` : `${name}[${JSON.stringify(key)}]`;
+    const type = typeof value;
+    if (value === null || type === "string" || type === "boolean") continue;
+    if (type === "number") {
+      if (Number.isFinite(value)) continue;
+      throw new TypeError(
+        `${where} is ${value}, which JSON cannot carry; send null for a missing value`,
+      );
+    }
+    throw new TypeError(
+      `${where} must be a number, string, boolean or null, got ${
+        Array.isArray(value) ? "an array" : type
+      }`,
+    );
   }
 }
 

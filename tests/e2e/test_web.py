@@ -9,16 +9,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import numpy as np
 import pytest
 import requests
-from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 from sklearn.linear_model import LogisticRegression
 
@@ -26,9 +23,14 @@ from tests.e2e.web_support import (
     SlowEndpoint,
     StaticSite,
     await_js,
+    browser_url,
+    open_page,
+    request_lines,
     run_js,
+    save_screenshot,
     start_chromium,
     start_js,
+    visible,
 )
 from tests.support import (
     FunctionServer,
@@ -47,7 +49,6 @@ ROW = {"rooms": 3, "age": 12.5, "area": 140.0}
 # is over MAX_BODY_BYTES (413, so the page halves it); 250 rows fit both limits.
 MAX_ROWS = 300
 MAX_BODY_BYTES = 6000
-ARTIFACTS = Path(__file__).parent / "artifacts"
 
 
 def houses(rows: int, seed: int) -> np.ndarray:
@@ -139,11 +140,6 @@ def down_function(
         yield running
 
 
-def browser_url(server: FunctionServer) -> str:
-    """The function on another host name than the page (localhost, not 127.0.0.1)."""
-    return f"http://localhost:{server.port}"
-
-
 @pytest.fixture(scope="module")
 def downloads(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("downloads")
@@ -154,53 +150,6 @@ def browser(downloads: Path) -> Iterator[WebDriver]:
     driver = start_chromium(downloads)
     yield driver
     driver.quit()
-
-
-def open_page(driver: WebDriver, site: StaticSite, **query: str) -> None:
-    driver.get(f"{site.origin}/index.html" + (f"?{urlencode(query)}" if query else ""))
-
-
-def visible(
-    driver: WebDriver, element_id: str, timeout: float = 20, *, errors: bool = True
-) -> WebElement:
-    """Wait for an element; fail at once, with the page's words, if an error
-    region shows instead (unless the element is an error region itself)."""
-
-    def shown(driver: WebDriver) -> WebElement | bool:
-        target = driver.find_element(By.ID, element_id)
-        if target.is_displayed():
-            return target
-        return errors and any(
-            box.is_displayed()
-            for box in driver.find_elements(By.CSS_SELECTOR, ".error")
-        )
-
-    try:
-        found = WebDriverWait(driver, timeout).until(shown)
-    except TimeoutException:
-        found = None
-    if isinstance(found, WebElement):
-        return found
-    said = driver.execute_script(
-        "return [...document.querySelectorAll('.status, .error')]"
-        ".map((e) => `${e.id}: ${e.textContent}`).join('\\n');"
-    )
-    pytest.fail(f"#{element_id} not shown within {timeout} s; the page says:\n{said}")
-
-
-def request_lines(server: FunctionServer, message: str) -> list[dict[str, Any]]:
-    """The function's access-log entries whose message is e.g. 'GET /metadata 503'."""
-    entries = [json.loads(line) for line in server.logs().splitlines() if line]
-    return [entry for entry in entries if entry.get("message") == message]
-
-
-def save_screenshot(driver: WebDriver, name: str) -> Path:
-    """Kept out of git (tests/e2e/artifacts/) for a person to look at."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    path = ARTIFACTS / name
-    assert driver.save_screenshot(str(path))
-    print(f"screenshot: {path}")
-    return path
 
 
 def predict_in_page(driver: WebDriver) -> None:

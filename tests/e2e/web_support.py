@@ -14,15 +14,21 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support import REPO
+from tests.support import REPO, FunctionServer
 
 WEB = REPO / "web"
+ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 # Without the background-networking flags Chromium keeps calling Google's
@@ -238,3 +244,71 @@ def await_js(driver: WebDriver, timeout: float) -> dict[str, Any]:
             return outcome
         time.sleep(0.05)
     raise TimeoutError(f"the page script did not settle within {timeout} s")
+
+
+# The page, as a user meets it
+
+
+def browser_url(server: FunctionServer) -> str:
+    """The function on another host name than the page (localhost, not 127.0.0.1)."""
+    return f"http://localhost:{server.port}"
+
+
+def open_page(driver: WebDriver, site: StaticSite, **query: str) -> None:
+    driver.get(f"{site.origin}/index.html" + (f"?{urlencode(query)}" if query else ""))
+
+
+def visible(
+    driver: WebDriver, element_id: str, timeout: float = 20, *, errors: bool = True
+) -> WebElement:
+    """Wait for an element; fail at once, with the page's words, if an error
+    region shows instead (unless the element is an error region itself)."""
+
+    def shown(driver: WebDriver) -> WebElement | bool:
+        target = driver.find_element(By.ID, element_id)
+        if target.is_displayed():
+            return target
+        return errors and any(
+            box.is_displayed()
+            for box in driver.find_elements(By.CSS_SELECTOR, ".error")
+        )
+
+    try:
+        found = WebDriverWait(driver, timeout).until(shown)
+    except TimeoutException:
+        found = None
+    if isinstance(found, WebElement):
+        return found
+    said = driver.execute_script(
+        "return [...document.querySelectorAll('.status, .error')]"
+        ".map((e) => `${e.id}: ${e.textContent}`).join('\\n');"
+    )
+    pytest.fail(f"#{element_id} not shown within {timeout} s; the page says:\n{said}")
+
+
+def request_lines(server: FunctionServer, message: str) -> list[dict[str, Any]]:
+    """The function's access-log entries whose message is e.g. 'GET /metadata 503'."""
+    entries = [json.loads(line) for line in server.logs().splitlines() if line]
+    return [entry for entry in entries if entry.get("message") == message]
+
+
+def download(driver: WebDriver, folder: Path, timeout: float = 20) -> Path:
+    """Click the page's download link and wait for the whole file in `folder`."""
+    target = folder / "predictions.csv"
+    target.unlink(missing_ok=True)
+    driver.find_element(By.ID, "download").click()
+    deadline = time.monotonic() + timeout
+    # Chromium writes to a .crdownload file and renames it when complete.
+    while not target.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert target.exists(), f"no {target.name} in {folder} after {timeout} s"
+    return target
+
+
+def save_screenshot(driver: WebDriver, name: str) -> Path:
+    """Kept out of git (tests/e2e/artifacts/) for a person to look at."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / name
+    assert driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
