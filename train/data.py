@@ -126,8 +126,9 @@ def load_frame(path: str, feature_names: list[str] | None, n_features: int) -> A
 
 def typed_column(cells: list[str], path: str, name: str) -> np.ndarray:
     """Numbers as float64 (NaN for empty cells) when every filled cell is one,
-    else the text as it is (NaN for empty cells), as pandas reads a CSV."""
-    missing = [not cell.strip() for cell in cells]
+    else the text as it is (NaN for empty cells), as pandas reads a CSV: only
+    an empty cell is missing (" " is text)."""
+    missing = [cell == "" for cell in cells]  # as pandas reads a CSV
     try:
         values = [
             np.nan if gap else float(c) for c, gap in zip(cells, missing, strict=True)

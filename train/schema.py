@@ -151,12 +151,14 @@ def settle(
                 )
     settled = InputSchema(tuple(columns), schema.format, schema.named)
     if fixed_format:
-        if settled.format == ARRAY and fitted_on_frame:
-            if not settled.all_numeric or not probe.same_as_array(base, settled):
-                raise SchemaError(
-                    "the schema says the model takes a float array, but it refuses "
-                    "one or answers it differently from its DataFrame"
-                )
+        array_refused = not settled.all_numeric or not probe.same_as_array(
+            base, settled
+        )
+        if settled.format == ARRAY and fitted_on_frame and array_refused:
+            raise SchemaError(
+                "the schema says the model takes a float array, but it refuses "
+                "one or answers it differently from its DataFrame"
+            )
         return settled
     form = ARRAY
     if fitted_on_frame and (
@@ -540,7 +542,8 @@ class _Prober:
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                frame, array = to_frame(rows, schema), to_array(rows, schema)
+                frame = to_frame(rows, schema)
+                array = to_array(rows, schema, from_frame=True)
                 for method in ("predict", "predict_proba", "decision_function"):
                     if not hasattr(self.model, method):
                         continue
@@ -580,9 +583,14 @@ def to_frame(rows: list[list[Any]], schema: InputSchema) -> pd.DataFrame:
     return frame_of(to_table(rows, schema), schema)
 
 
-def to_array(rows: list[list[Any]], schema: InputSchema) -> np.ndarray:
-    """Rows as the serving runtime gives them to an array model."""
-    return to_table(rows, schema).matrix(schema)
+def to_array(
+    rows: list[list[Any]], schema: InputSchema, *, from_frame: bool = False
+) -> np.ndarray:
+    """Rows as the serving runtime gives them to an array model (`from_frame`:
+    one fitted on a DataFrame)."""
+    from skserve.runtimes.sklearn import array_of
+
+    return array_of(to_table(rows, schema), schema, from_frame=from_frame)
 
 
 def _nullable(schema: InputSchema, positions: list[int]) -> InputSchema:

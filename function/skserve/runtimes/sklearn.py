@@ -69,6 +69,7 @@ class SklearnRuntime:
         self.estimator = estimator
         self.schema: InputSchema = manifest.input_schema
         self._dataframe = self.schema.format == DATAFRAME
+        self._from_frame = hasattr(estimator, "feature_names_in_")
 
     @classmethod
     def load(
@@ -172,7 +173,7 @@ class SklearnRuntime:
         X = (
             frame_of(table, self.schema)
             if self._dataframe
-            else table.matrix(self.schema)
+            else array_of(table, self.schema, from_frame=self._from_frame)
         )
         estimator = self.estimator
         try:
@@ -201,6 +202,16 @@ class SklearnRuntime:
             classes=self.classes if probabilities else None,
             scores=None if score is None else np.asarray(score, np.float64).reshape(-1),
         )
+
+
+def array_of(table: Table, schema: InputSchema, *, from_frame: bool) -> np.ndarray:
+    """Rows as the array a model fitted on `schema`'s columns takes. For one
+    fitted on a DataFrame, in column-major order, as pandas hands scikit-learn
+    a DataFrame's values: the same layout sums the same way, so a float array
+    gets the DataFrame's answers to the last bit (a row-major copy can differ
+    in the last bits of a linear model's probabilities)."""
+    matrix = table.matrix(schema)
+    return np.asfortranarray(matrix) if from_frame else matrix
 
 
 def frame_of(table: Table, schema: InputSchema) -> pandas.DataFrame:

@@ -12,9 +12,9 @@ import sklearn
 from sklearn.linear_model import LinearRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from skserve.rows import Table
 from skserve.errors import BadRequest, IncompatibleModel
 from skserve.manifest import Manifest
+from skserve.rows import Table
 from skserve.runtimes.base import LoadOptions
 from skserve.runtimes.sklearn import ARTIFACT, SklearnRuntime
 
@@ -146,3 +146,26 @@ def test_an_output_that_is_not_finite_is_a_bad_request() -> None:
         _load(steep).predict(
             Table.of_matrix(np.array([[1e10, 1e10]])), probabilities=False
         )
+
+
+def test_a_model_fitted_on_a_dataframe_gets_its_own_answers_to_the_last_bit() -> None:
+    """A float array in row-major order sums a linear model's products in
+    another order than the DataFrame's values: probabilities differ in their
+    last bits. The runtime gives the DataFrame's column-major layout."""
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.linear_model import LogisticRegression
+
+    frame, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    model = LogisticRegression(max_iter=5000).fit(frame, y)
+    names = [str(n) for n in frame.columns]
+    runtime = _load(model, n_features=len(names), feature_names=names)
+    rows = frame.to_numpy()
+
+    proba = runtime.predict(Table.of_matrix(rows), probabilities=True).probabilities
+
+    assert runtime.schema.format == "array"
+    assert proba is not None
+    assert np.array_equal(proba, model.predict_proba(frame))
+    # ... which a row-major copy of the same values does not get here.
+    row_major = model.predict_proba(np.ascontiguousarray(rows))
+    assert not np.array_equal(row_major, model.predict_proba(frame))

@@ -49,6 +49,7 @@ def test_text_or_empty_cells_make_a_dataframe_as_pandas_reads_it(
     [
         (["1", " 2 ", ""], "f"),
         (["1", "x", ""], "O"),
+        (["1", " ", ""], "O"),  # only an empty cell is missing, as in pandas
         (["", ""], "f"),
     ],
 )
