@@ -16,6 +16,7 @@ import numpy as np
 from skserve.errors import ObjectNotFound
 from skserve.loader import LATEST_MAX_BYTES
 from skserve.manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, Manifest
+from skserve.rows import Table
 from skserve.schema import InputSchema
 from skserve.settings import signing_keys
 from skserve.storage import Store, join_uri, open_store
@@ -60,7 +61,7 @@ def _schema(
 def _twin(
     args: argparse.Namespace,
     model: Any,
-    reference: np.ndarray,
+    reference: np.ndarray | Table | None,
     source: str,
     schema: InputSchema,
 ) -> Twin | None:
@@ -202,15 +203,13 @@ def _frame(X: np.ndarray, names: list[str]) -> Any:
     return pd.DataFrame(X, columns=names)
 
 
-def _reference(frame: Any, schema: InputSchema) -> np.ndarray | None:
-    """Rows for the twin's gate, as the function will feed them: a float
-    matrix (NaN where missing); None when the model takes text."""
-    if not schema.all_numeric:
-        return None
-    from train.schema import accepted_rows, to_array
+def _reference(frame: Any, schema: InputSchema) -> Table | None:
+    """The data's rows the schema accepts, typed as the function would hold
+    them: the twin's parity gate starts from them."""
+    from train.schema import accepted_rows, to_table
 
     rows = accepted_rows(frame, schema)
-    return to_array(rows, schema) if rows else None
+    return to_table(rows, schema) if rows else None
 
 
 def cmd_list(args: argparse.Namespace) -> int:

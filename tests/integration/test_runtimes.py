@@ -152,9 +152,9 @@ def test_a_twin_that_fails_its_gate_is_not_published(
 
     real = twin.check_parity
 
-    def disagreeing(model: Any, data: bytes, rows: Any) -> Any:
+    def disagreeing(model: Any, data: bytes, rows: Any, *schema: Any) -> Any:
         shifted = twin.GateRows(rows.matrix, rows.counts)
-        verdict = real(model, data, shifted)
+        verdict = real(model, data, shifted, *schema)
         assert not isinstance(verdict, twin.NoTwin)  # the real twin agrees...
         return twin.NoTwin("the twin's labels differ from scikit-learn's on 3 rows")
 

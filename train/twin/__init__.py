@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from skserve.schema import DATAFRAME, InputSchema
-from train.twin.common import NoTwin, Twin, one_line, session
+from skserve.rows import Table
+from skserve.schema import InputSchema
+from train.twin.common import NoTwin, Twin, one_line, root_cause, session
 from train.twin.convert import INPUT, convert
+from train.twin.encoding import decoded, encoded, model_input
 from train.twin.gate import (
     TOLERANCE,
     GateRows,
@@ -48,35 +50,45 @@ __all__ = [
 
 def build_twin(
     model: Any,
-    reference: np.ndarray | None,
+    reference: np.ndarray | Table | None,
     *,
     seed: int = 0,
     schema: InputSchema | None = None,
 ) -> Twin | NoTwin:
-    """Convert `model` to ONNX with float64 input and keep it only if it passes the
-    parity gate on `reference` plus generated rows (and, for each column the
-    schema lets be missing, the same rows with it missing). Never raises for a
-    model it cannot convert: the reason comes back as a NoTwin."""
+    """Convert `model` to ONNX with float64 input and keep it only if it passes
+    the parity gate on `reference` (rows as a float matrix, or the typed rows
+    of `schema`) plus generated rows: with each column the schema lets be
+    missing missing, and each category of each string column in turn. Never
+    raises for a model it cannot convert: the reason comes back as a NoTwin."""
     from sklearn.base import is_classifier, is_regressor
 
+    from train.twin.common import is_clusterer
+
     name = type(model).__name__
-    if not (is_classifier(model) or is_regressor(model)):
-        return NoTwin(f"{name} is neither a classifier nor a regressor")
-    if schema is not None and (not schema.all_numeric or schema.format == DATAFRAME):
-        takes = "text columns" if not schema.all_numeric else "a DataFrame"
-        return NoTwin(f"{name} takes {takes}; twins take numeric arrays only")
-    if reference is None:
-        return NoTwin("no reference rows for the parity gate")
-    missing = (
-        []
-        if schema is None
-        else [j for j, column in enumerate(schema.columns) if column.nullable]
-    )
+    if not (is_classifier(model) or is_regressor(model) or is_clusterer(model)):
+        return NoTwin(f"{name} is not a classifier, regressor or clusterer")
     n_features = getattr(model, "n_features_in_", None)
     if not isinstance(n_features, int | np.integer):
         return NoTwin(f"{name} does not record its feature count (n_features_in_)")
+    n_features = int(n_features)
+    schema = schema or InputSchema.numeric(n_features, None)
+    free = [
+        schema.columns[j].name
+        for j in schema.object_positions
+        if schema.columns[j].categories is None
+    ]
+    if free:
+        return NoTwin(
+            f"{name} takes free text in {free[0]!r} (no known categories); twins "
+            "take numbers and categories"
+        )
+    if reference is None:
+        return NoTwin("no reference rows for the parity gate")
+    missing = [j for j, column in enumerate(schema.columns) if column.nullable]
     try:
-        reference = _reference_matrix(reference, int(n_features), missing)
+        if isinstance(reference, Table):
+            reference = encoded(reference, schema)
+        reference = _reference_matrix(reference, n_features, missing)
     except ValueError as exc:
         return NoTwin(f"reference rows unusable: {exc}")
     try:
@@ -84,27 +96,36 @@ def build_twin(
         # the trainer's user can act on none of it.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            onnx_model = convert(model, int(n_features))
+            onnx_model = convert(model, n_features, schema)
         data = onnx_model.SerializeToString()
     except Exception as exc:  # converters raise anything for models they lack
-        return NoTwin(f"cannot convert {name} to ONNX: {one_line(exc)}")
-    problem = _interface_problem(data, int(n_features))
+        return NoTwin(f"cannot convert {name} to ONNX: {one_line(root_cause(exc))}")
+    problem = _interface_problem(data, n_features)
     if problem:
         return NoTwin(problem)
     try:
         with warnings.catch_warnings():
             # Fitted on a DataFrame, given the float array the runtime gives it.
             warnings.filterwarnings("ignore", "X does not have valid feature names")
-            rows = gate_rows(model, reference, seed=seed, missing=missing)
-            verdict = check_parity(model, data, rows)
+            rows = gate_rows(
+                model, reference, seed=seed, missing=missing, schema=schema
+            )
+            verdict = check_parity(model, data, rows, schema)
+            beyond = _refuses_beyond_float32(model, schema, reference[0])
     except Exception as exc:  # e.g. the model's own predict fails on gate rows
         return NoTwin(f"the parity gate could not run for {name}: {one_line(exc)}")
     if isinstance(verdict, NoTwin):
         return verdict
-    return Twin(data=data, facts=_facts(model, onnx_model, verdict))
+    return Twin(data=data, facts=_facts(model, onnx_model, verdict, schema, beyond))
 
 
-def _facts(model: Any, onnx_model: Any, parity: dict[str, Any]) -> dict[str, Any]:
+def _facts(
+    model: Any,
+    onnx_model: Any,
+    parity: dict[str, Any],
+    schema: InputSchema,
+    beyond_float32: bool,
+) -> dict[str, Any]:
     import onnx
     import onnxruntime
     import skl2onnx
@@ -117,7 +138,9 @@ def _facts(model: Any, onnx_model: Any, parity: dict[str, Any]) -> dict[str, Any
             "name": INPUT,
             "dtype": "float64",
             "n_features": int(model.n_features_in_),
-            "max_abs": FLOAT32_MAX if _refuses_beyond_float32(model) else None,
+            "max_abs": FLOAT32_MAX if beyond_float32 else None,
+            # Strings as their index among the schema's categories.
+            **({} if schema.all_numeric else {"encoding": "codes"}),
         },
         "outputs": [
             {"name": output.name, "role": role}
@@ -141,17 +164,16 @@ def _opsets(onnx_model: Any) -> list[Any]:
     return list(seen.values())
 
 
-def _refuses_beyond_float32(model: Any) -> bool:
+def _refuses_beyond_float32(model: Any, schema: InputSchema, row: np.ndarray) -> bool:
     """Trees cast X to float32, so scikit-learn refuses values beyond its range; the
     twin would answer. Recorded so the runtime refuses them too."""
-    n = int(model.n_features_in_)
-    for feature in range(n):  # any feature: a Pipeline may drop or rescale some
+    for position in schema.numeric_positions:  # a Pipeline may drop some
         for sign in (1, -1):
-            row = np.zeros((1, n))
-            row[0, feature] = sign * FLOAT32_MAX * 2
+            rows = row.reshape(1, -1).copy()
+            rows[0, position] = sign * FLOAT32_MAX * 2
             try:
                 with np.errstate(all="ignore"):
-                    model.predict(row)
+                    model.predict(model_input(model, decoded(rows, schema), schema))
             except ValueError as exc:
                 if "float32" in str(exc):
                     return True

@@ -21,6 +21,18 @@ class NoTwin:
     reason: str  # one line, for the CLI ("no ONNX twin: <why>")
 
 
+def root_cause(exc: BaseException) -> BaseException:
+    """The innermost exception a converter's error wraps (skl2onnx and onnx
+    re-raise with attribute dumps; the cause is what a user can act on)."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None:
+        if id(inner) in seen:
+            break
+        seen.add(id(inner))
+        exc = inner
+    return exc
+
+
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     first = text[0] if text else ""
@@ -31,6 +43,15 @@ def is_classifier(model: Any) -> bool:
     from sklearn.base import is_classifier
 
     return bool(is_classifier(model))
+
+
+def is_clusterer(model: Any) -> bool:
+    """KMeans and its kind (a Gaussian mixture too: its predict is a cluster)."""
+    from sklearn.base import is_clusterer as clusters
+    from sklearn.mixture._base import BaseMixture
+
+    final = final_estimator(model)
+    return bool(clusters(model) or clusters(final) or isinstance(final, BaseMixture))
 
 
 def final_estimator(model: Any) -> Any:

@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from train.twin.common import NoTwin, is_classifier, one_line, session
+from skserve.schema import InputSchema
+from train.twin.common import NoTwin, is_classifier, is_clusterer, one_line, session
+from train.twin.encoding import (
+    decoded,
+    every_category,
+    model_input,
+    valid_codes,
+)
 
 TOLERANCE = 1e-6
 UNIFORM_ROWS = 5_000
@@ -34,11 +41,18 @@ class GateRows:
 
 
 def gate_rows(
-    model: Any, reference: np.ndarray, *, seed: int = 0, missing: Sequence[int] = ()
+    model: Any,
+    reference: np.ndarray,
+    *,
+    seed: int = 0,
+    missing: Sequence[int] = (),
+    schema: InputSchema | None = None,
 ) -> GateRows:
     """`reference`, uniform rows over 1.5x each feature's range, Gaussian rows
-    around reference rows, rows at and beside every tree split threshold, and
-    for each column in `missing` reference rows with it missing (NaN)."""
+    around reference rows, rows at and beside every tree split threshold, for
+    each column in `missing` reference rows with it missing (NaN), and (with a
+    schema of string columns, whose codes the rows hold) every category of each
+    in turn, an unseen one where accepted, and only codes the function sends."""
     rng = np.random.default_rng(seed)
     with warnings.catch_warnings():  # an all-missing column: no range to span
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -65,17 +79,26 @@ def gate_rows(
         "thresholds": thresholds,
         "missing": np.vstack(gaps) if gaps else np.empty((0, reference.shape[1])),
     }
+    if schema is not None and not schema.all_numeric:
+        parts["categories"] = every_category(reference, schema, rng)
+        for block in parts.values():
+            valid_codes(block, schema, rng)
     return GateRows(
         matrix=np.vstack(list(parts.values())),
         counts={source: len(rows) for source, rows in parts.items()},
     )
 
 
-def check_parity(model: Any, data: bytes, rows: GateRows) -> dict[str, Any] | NoTwin:
+def check_parity(
+    model: Any, data: bytes, rows: GateRows, schema: InputSchema | None = None
+) -> dict[str, Any] | NoTwin:
     """The gate: the twin's labels equal `model.predict` on every row and its
     probabilities or values are within TOLERANCE. Returns the evidence, or why not.
-    Rows go in as float64, as the function will feed them."""
+    Rows go in as the function feeds them: to the twin as its float64 matrix,
+    to scikit-learn as the array or DataFrame its runtime builds."""
     name = type(model).__name__
+    schema = schema or InputSchema.numeric(rows.matrix.shape[1], None)
+    X = model_input(model, decoded(rows.matrix, schema), schema)
     try:
         running = session(data)
         declared = running.get_inputs()[0]
@@ -87,7 +110,7 @@ def check_parity(model: Any, data: bytes, rows: GateRows) -> dict[str, Any] | No
         return NoTwin(f"the twin of {name} has {len(outputs)} outputs; unexpected")
     n = len(rows.matrix)
     with np.errstate(all="ignore"):
-        expected = np.asarray(model.predict(rows.matrix))
+        expected = np.asarray(model.predict(X))
     if expected.ndim != 1:
         return NoTwin(f"{name} predicts {expected.shape[1]} outputs per row")
     compared: list[str] = []
@@ -107,7 +130,7 @@ def check_parity(model: Any, data: bytes, rows: GateRows) -> dict[str, Any] | No
         elif role in ("probabilities", "values"):
             with np.errstate(all="ignore"):
                 truth = (
-                    np.asarray(model.predict_proba(rows.matrix), dtype=np.float64)
+                    np.asarray(model.predict_proba(X), dtype=np.float64)
                     if role == "probabilities"
                     else expected.astype(np.float64)
                 )
@@ -144,6 +167,8 @@ def output_roles(model: Any, count: int) -> list[str] | None:
     if is_classifier(model):
         second = "probabilities" if hasattr(model, "predict_proba") else "scores"
         return ["labels", second] if count == 2 else None
+    if is_clusterer(model):  # the cluster, and distances that are never served
+        return ["labels", "scores"] if count == 2 else None
     return ["values"] if count == 1 else None
 
 

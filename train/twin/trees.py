@@ -128,7 +128,7 @@ def _convert_boosting_classifier(scope: Any, operator: Any, container: Any) -> N
     graph.labels(classes, best, operator.outputs[0].full_name)
 
 
-def tree_converters() -> dict[type, Callable[..., None]]:
+def converters() -> dict[type, Callable[..., None]]:
     """Converters for scikit-learn's trees that keep float64 end to end.
 
     skl2onnx writes trees as TreeEnsembleRegressor/Classifier, whose outputs are

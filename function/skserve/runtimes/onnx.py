@@ -1,8 +1,11 @@
 """The ONNX runtime answers as scikit-learn would, and never imports scikit-learn."""
 
 # It serves a version's verified twin (model.onnx) with onnxruntime. The trainer
-# publishes a twin only after its parity gate (train/twin.py) found it gives
-# scikit-learn's labels on every row and its numbers within 1e-6.
+# publishes a twin only after its parity gate (train/twin/) found it gives
+# scikit-learn's labels on every row and its numbers within 1e-6. The twin takes
+# one float64 matrix: numbers as they are (NaN: missing), and each string or
+# category as its index among the schema's categories (-1: one the model has
+# not seen, NaN: missing), so typed rows need neither pandas nor scikit-learn.
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ if TYPE_CHECKING:
     import onnxruntime
 
     from skserve.rows import Table
+    from skserve.schema import InputSchema
 
 _ROLES = ("labels", "probabilities", "values", "scores")
 
@@ -42,11 +46,14 @@ class OnnxRuntime:
         max_abs: float | None,
     ) -> None:
         self.manifest = manifest
+        self.schema = manifest.input_schema
         self._session = session
         self._input = input_name
         self._outputs = outputs  # role -> ONNX output name
         self._classes = classes
         self._max_abs = max_abs
+        self._codes = code_lookups(self.schema)
+        self._integer_labels = manifest.task == "clustering"
         self._wanted = [outputs["labels" if "labels" in outputs else "values"]]
         if classes is not None:
             # Labels are mapped to the manifest's classes, so they keep its JSON
@@ -71,12 +78,18 @@ class OnnxRuntime:
         data = files.get(cls.artifact)
         if data is None:
             raise IncompatibleModel(f"model {version}: {cls.artifact} was not loaded")
-        if not manifest.input_schema.all_numeric:
-            raise IncompatibleModel(
-                f"model {version}: its twin facts are for numeric features, but its "
-                "input schema has string columns"
+        input_name, outputs, max_abs, encoding = _interface(twin, version)
+        schema = manifest.input_schema
+        if not schema.all_numeric and (
+            encoding != "codes"
+            or any(
+                schema.columns[j].categories is None for j in schema.object_positions
             )
-        input_name, outputs, max_abs = _interface(twin, version)
+        ):
+            raise IncompatibleModel(
+                f"model {version}: its twin cannot take its string columns (they "
+                "need known categories and a twin that takes their codes)"
+            )
         classes = manifest.data.get("classes")
         if manifest.task == "classification":
             if not isinstance(classes, list) or not classes or "labels" not in outputs:
@@ -84,6 +97,10 @@ class OnnxRuntime:
                     f"model {version}: a classifier's twin needs the manifest's "
                     "classes and a labels output"
                 )
+        elif manifest.task == "clustering":
+            if "labels" not in outputs:
+                raise IncompatibleModel(f"model {version}: its twin has no labels")
+            classes = None
         elif "values" not in outputs:
             raise IncompatibleModel(f"model {version}: its twin has no values output")
         else:
@@ -123,11 +140,12 @@ class OnnxRuntime:
                 f'(task: {self.manifest.task}); remove "scores"',
                 code=Code.SCORES_UNSUPPORTED,
             )
-        matrix = np.ascontiguousarray(table.numbers, dtype=np.float64)
+        matrix = encode(table, self.schema, self._codes)
         if (
             self._max_abs is not None
             and matrix.size
-            and (np.abs(matrix).max() > self._max_abs)
+            # fmax: NaN (a missing value) must not hide a huge one beside it.
+            and (np.fmax.reduce(np.abs(matrix), axis=None) > self._max_abs)
         ):
             # scikit-learn's trees cast to float32 and refuse such values.
             raise BadRequest(
@@ -147,7 +165,9 @@ class OnnxRuntime:
                     f"model {self.manifest.version}: its twin gave probabilities "
                     f"of shape {proba.shape}"
                 )
-        if self._classes is None:
+        if self._integer_labels:  # cluster indices are integers, as scikit-learn's
+            labels = np.asarray(results[0]).reshape(-1).astype(np.int64)
+        elif self._classes is None:
             labels = np.asarray(results[0], dtype=np.float64).reshape(-1)
         else:
             labels = self._as_classes(np.asarray(results[0]).reshape(-1))
@@ -188,6 +208,34 @@ class OnnxRuntime:
                 f"{raw[~known][0]!r}, which is not one of the manifest's classes"
             )
         return self._typed[index]
+
+
+def code_lookups(schema: InputSchema) -> dict[int, dict[Any, int]]:
+    """Per string or category column (by position): category -> its index."""
+    lookups = {}
+    for position in schema.object_positions:
+        categories = schema.columns[position].categories or ()
+        lookups[position] = {value: index for index, value in enumerate(categories)}
+    return lookups
+
+
+def encode(
+    table: Table, schema: InputSchema, lookups: dict[int, dict[Any, int]]
+) -> np.ndarray:
+    """The twin's input: one float64 matrix in the schema's column order, each
+    string or category as its index among the column's categories (-1: unseen,
+    NaN: missing)."""
+    if schema.all_numeric:
+        return np.ascontiguousarray(table.numbers, dtype=np.float64)
+    matrix = np.empty((len(table), len(schema.columns)), dtype=np.float64)
+    matrix[:, list(schema.numeric_positions)] = table.numbers
+    for k, position in enumerate(schema.object_positions):
+        lookup = lookups[position]
+        matrix[:, position] = [
+            np.nan if value is None else lookup.get(value, -1)
+            for value in table.objects[:, k]
+        ]
+    return matrix
 
 
 def session_options() -> onnxruntime.SessionOptions:
@@ -234,8 +282,9 @@ def _session(data: bytes, version: str) -> onnxruntime.InferenceSession:
 
 def _interface(
     twin: dict[str, Any], version: str
-) -> tuple[str, dict[str, str], float | None]:
-    """The input name, role -> output name, and the input's magnitude limit."""
+) -> tuple[str, dict[str, str], float | None, str | None]:
+    """The input name, role -> output name, the input's magnitude limit, and
+    how strings are encoded ("codes", or None: the twin takes numbers only)."""
     try:
         declared = twin["input"]
         input_name = str(declared["name"])
@@ -244,6 +293,9 @@ def _interface(
         outputs = {str(o["role"]): str(o["name"]) for o in twin["outputs"]}
         max_abs = declared.get("max_abs")
         max_abs = None if max_abs is None else float(max_abs)
+        encoding = declared.get("encoding")
+        if encoding not in (None, "codes"):
+            raise ValueError("unknown input encoding")
     except (KeyError, TypeError, ValueError) as exc:
         # What the manifest holds goes to the log only, cut short.
         log("ERROR", f"twin facts of model {version}: {clip(repr(exc), 200)}")
@@ -254,7 +306,7 @@ def _interface(
     if unknown:
         log("ERROR", f"twin of {version}: roles {clip(repr(sorted(unknown)), 200)}")
         raise IncompatibleModel(f"model {version}: unknown twin output roles")
-    return input_name, outputs, max_abs
+    return input_name, outputs, max_abs, encoding
 
 
 def _check_session(

@@ -97,7 +97,8 @@ def test_a_csv_with_text_and_empty_cells_fits_an_imputing_encoding_pipeline(
         "standard",
     ]
     assert "input schema: the model takes a pandas DataFrame of these columns" in out
-    assert "no ONNX twin: Pipeline takes text columns" in out
+    assert "with ONNX twin model.onnx: parity on" in out
+    assert manifest["twin"]["input"]["encoding"] == "codes"
     assert len(manifest["example"]) == 4
 
 

@@ -203,7 +203,7 @@ def test_build_twin_refuses_a_float32_twin(
 
     model, X, _ = seed
 
-    def float32_input(model: Any, n_features: int) -> Any:
+    def float32_input(model: Any, n_features: int, *schema: Any) -> Any:
         return to_onnx(
             model,
             initial_types=[("X", FloatTensorType([None, n_features]))],
@@ -241,8 +241,8 @@ def test_build_twin_refuses_a_converted_twin_that_disagrees(
     model = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y)
     real_convert = twin.convert
 
-    def shifted_splits(model: Any, n_features: int) -> Any:
-        converted = real_convert(model, n_features)
+    def shifted_splits(model: Any, n_features: int, *schema: Any) -> Any:
+        converted = real_convert(model, n_features, *schema)
         (trees,) = [n for n in converted.graph.node if n.op_type == "TreeEnsemble"]
         (splits,) = [a for a in trees.attribute if a.name == "nodes_splits"]
         moved = numpy_helper.to_array(splits.t) + 0.05  # a converter off by 0.05
