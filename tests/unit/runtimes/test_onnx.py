@@ -19,9 +19,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeRegressor
 
-from skserve.rows import Table
 from skserve.errors import BadRequest, IncompatibleModel
 from skserve.manifest import Manifest, sha256_hex
+from skserve.rows import Table
 from skserve.runtimes.base import LoadOptions
 from skserve.runtimes.onnx import OnnxRuntime
 from train.twin import Twin, build_twin
@@ -274,3 +274,123 @@ print(json.dumps({{"labels": prediction.labels.tolist(), "heavy": heavy}}))
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["heavy"] == []
     assert answer["labels"] == model.predict(X[:5]).tolist()
+
+
+# --- typed rows: strings reach the twin as category codes
+
+
+@pytest.fixture(scope="module")
+def typed() -> tuple[Any, Any, OnnxRuntime]:
+    """The canonical mixed pipeline and its twin, served by this runtime."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from train.schema import accepted_rows, example_row, infer_schema, to_table
+
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "income": rng.normal(50, 10, 200),
+            "plan": rng.choice(["basic", "premium", "standard"], 200),
+        }
+    )
+    frame.loc[::6, "income"] = np.nan
+    y = np.where((frame.income.fillna(50) > 50) ^ (frame.plan == "basic"), "a", "b")
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["income"]),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+            ]
+        ),
+        LogisticRegression(),
+    ).fit(frame, y)
+    schema = infer_schema(model, frame)
+    built = build_twin(
+        model, to_table(accepted_rows(frame, schema), schema), schema=schema
+    )
+    assert isinstance(built, Twin), built
+    manifest = _manifest(model, built.data, built.facts)
+    manifest = Manifest(
+        {
+            **manifest.data,
+            "feature_names": ["income", "plan"],
+            "input_schema": schema.to_json(),
+            "example": example_row(schema, frame),
+        }
+    )
+    runtime = OnnxRuntime.load(manifest, {"model.onnx": built.data}, LoadOptions())
+    return model, schema, runtime
+
+
+def test_strings_and_missing_values_are_served_without_pandas_or_sklearn(
+    typed: tuple[Any, Any, OnnxRuntime],
+) -> None:
+    import pandas as pd
+
+    from skserve.rows import to_table
+
+    model, schema, runtime = typed
+    rows = [[None, "basic"], [61.0, "gold"], [38.5, "standard"]]
+
+    prediction = runtime.predict(
+        to_table(rows, single=False, schema=schema), probabilities=True
+    )
+
+    frame = pd.DataFrame(
+        {"income": [np.nan, 61.0, 38.5], "plan": ["basic", "gold", "standard"]}
+    )
+    assert prediction.labels.tolist() == model.predict(frame).tolist()
+    assert prediction.probabilities is not None
+    assert np.abs(prediction.probabilities - model.predict_proba(frame)).max() <= 1e-6
+
+
+def test_codes_are_category_indices_unseen_minus_one_missing_nan() -> None:
+    from skserve.rows import Table
+    from skserve.runtimes.onnx import code_lookups, encode
+    from skserve.schema import Column, InputSchema
+
+    schema = InputSchema(
+        (Column("x", nullable=True), Column("c", "string", True, ("a", "b"))),
+    )
+    objects = np.array([["b"], ["zz"], [None]], dtype=object)
+    table = Table(np.array([[1.5], [np.nan], [2.0]]), objects)
+
+    matrix = encode(table, schema, code_lookups(schema))
+
+    assert matrix[:, 1].tolist()[:2] == [1.0, -1.0] and np.isnan(matrix[2, 1])
+    assert matrix[0, 0] == 1.5 and np.isnan(matrix[1, 0])
+
+
+def test_a_twin_without_codes_cannot_serve_string_columns(
+    typed: tuple[Any, Any, OnnxRuntime],
+) -> None:
+    _, _, runtime = typed
+    facts = json.loads(json.dumps(runtime.manifest.data["twin"]))
+    del facts["input"]["encoding"]
+    manifest = Manifest({**runtime.manifest.data, "twin": facts})
+
+    with pytest.raises(IncompatibleModel, match="cannot take its string columns"):
+        OnnxRuntime.load(manifest, {"model.onnx": b"unused"}, LoadOptions())
+
+
+def test_a_clusterers_labels_are_integers_as_scikit_learns() -> None:
+    from sklearn.cluster import KMeans
+
+    X, _ = make_classification(n_samples=200, n_features=4, random_state=2)
+    model = KMeans(3, n_init=2, random_state=0).fit(X)
+    built = build_twin(model, X)
+    assert isinstance(built, Twin), built
+    manifest = Manifest(
+        {**_manifest(model, built.data, built.facts).data, "task": "clustering"}
+    )
+    runtime = OnnxRuntime.load(manifest, {"model.onnx": built.data}, LoadOptions())
+
+    labels = runtime.predict(Table.of_matrix(X[:20])).labels
+
+    assert labels.dtype == np.int64
+    assert json.dumps(labels.tolist()) == json.dumps(model.predict(X[:20]).tolist())
