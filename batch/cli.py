@@ -11,9 +11,8 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
-import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -25,6 +24,7 @@ from batch.io import (
     MODEL_VERSION,
     PREDICTION,
     PROBABILITY,
+    SCORE,
     header_columns,
     input_format,
     looks_like_header,
@@ -32,11 +32,12 @@ from batch.io import (
 )
 from batch.pipeline import Job, build, counts
 from batch.validate import Layout, header_problems
-from skserve.errors import ServingError
-from skserve.loader import read_latest
+from skserve.errors import BadRequest, IncompatibleModel, ServingError
+from skserve.loader import LoadedModel, read_latest
 from skserve.logs import clip
-from skserve.rows import Table
+from skserve.rows import Table, to_table
 from skserve.runtimes import RUNTIME_CHOICES
+from skserve.schema import BOOLEAN, InputSchema
 from skserve.settings import Settings
 from skserve.storage import open_store
 
@@ -83,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="add one probability_<class> column per class",
     )
     parser.add_argument(
+        "--scores",
+        action="store_true",
+        help="outlier detectors: add a score column (decision_function; "
+        "negative: an outlier)",
+    )
+    parser.add_argument(
         "--keep",
         action="append",
         default=[],
@@ -103,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=HEADER_MODES,
         help="CSV: whether each file's first line names its columns; auto: yes "
-        "when it names every model feature or holds no number",
+        "when it names every model feature, or, for a model of numbers, holds "
+        "no number, or, for a model with text features, names one of them",
     )
     parser.add_argument(
         "--runtime",
@@ -181,7 +189,7 @@ def _plan_input(
     except Exception as exc:
         raise UsageError(f"cannot read {first}: {_one_line(exc)}") from None
     if header_mode == "auto":
-        header = cells is not None and looks_like_header(cells, layout.feature_names)
+        header = cells is not None and looks_like_header(cells, layout.schema)
     else:
         header = header_mode == "yes"
     if not header and layout.keep:
@@ -201,8 +209,12 @@ def _plan_input(
     return fmt, header_mode
 
 
-def _check_keep(keep: Sequence[str], classes: Sequence[object] | None) -> None:
+def _check_keep(
+    keep: Sequence[str], classes: Sequence[object] | None, scores: bool
+) -> None:
     ours = {PREDICTION, MODEL_VERSION, *(f"{PROBABILITY}{c}" for c in classes or ())}
+    if scores:
+        ours.add(SCORE)
     clash = [name for name in keep if name in ours]
     if clash:
         raise UsageError(
@@ -236,16 +248,15 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> Job:
         allow_version_mismatch=settings.allow_version_mismatch,
         keys=settings.signing_keys,
     )
-    manifest = model.manifest
-    # One row of zeros through the loaded runtime proves it predicts, and
-    # refuses --probabilities for a model without them, before any input is read.
+    # One typical row through the loaded runtime proves it predicts, and
+    # refuses --probabilities or --scores for a model without them, before any
+    # input is read.
     probe = model.runtime.predict(
-        Table.of_matrix(np.zeros((1, manifest.n_features))),
-        probabilities=args.probabilities,
+        _probe_row(model), probabilities=args.probabilities, scores=args.scores
     )
     classes = probe.classes if args.probabilities else None
-    _check_keep(args.keep, classes)
-    layout = Layout(manifest.n_features, manifest.feature_names, tuple(args.keep))
+    _check_keep(args.keep, classes, args.scores)
+    layout = Layout(model.schema, tuple(args.keep))
     fmt, header = _plan_input(args.input, args.input_format, args.header, layout)
     print(
         f"batch: scoring {args.input} with {uri.root} version {version} "
@@ -263,9 +274,42 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> Job:
         source=source,
         classes=classes,
         probabilities=args.probabilities,
+        scores=args.scores,
         progress_seconds=args.progress_seconds,
         max_batch_rows=args.batch_rows,
     )
+
+
+def _probe_row(model: LoadedModel) -> Table:
+    """The manifest's example row, as the schema reads it; without one (a
+    manifest published before schemas), zeros, or for a schema of other kinds
+    each column's first category, false, 0 or an empty string."""
+    schema = model.schema
+    example = model.manifest.data.get("example")
+    if example is None:
+        example = _typical_row(schema)
+    try:
+        return to_table([example], single=True, schema=schema)
+    except BadRequest as error:
+        raise IncompatibleModel(
+            f"the manifest of {model.version} has an example row its input "
+            f"schema refuses: {error.message}"
+        ) from None
+
+
+def _typical_row(schema: InputSchema) -> list[Any]:
+    """A row every column of `schema` accepts, for a manifest without an example."""
+    row: list[Any] = []
+    for column in schema.columns:
+        if column.categories:
+            row.append(column.categories[0])
+        elif column.kind == BOOLEAN:
+            row.append(False)
+        elif column.numeric:
+            row.append(0.0)
+        else:
+            row.append("")
+    return row
 
 
 def run(job: Job, options: PipelineOptions) -> dict[str, int]:

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from skserve.errors import BadRequest, IntegrityError
@@ -41,6 +40,16 @@ class Scored(NamedTuple):
 
     label: Any
     probabilities: list[float] | None
+    score: float | None = None  # an outlier detector's decision_function
+
+    @property
+    def values(self) -> list[Any]:
+        """The output's cells: the label, then the probabilities and the score
+        that were asked for."""
+        cells = [self.label, *(self.probabilities or ())]
+        if self.score is not None:
+            cells.append(self.score)
+        return cells
 
 
 class Refused(NamedTuple):
@@ -159,17 +168,18 @@ def block_rows(element: Any) -> int:
     return len(block)
 
 
-class SkserveModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedModel]):
+class SkserveModelHandler(ModelHandler[Table, PredictionResult, LoadedModel]):
     """RunInference's handler: one verified model per worker process; examples
-    are blocks of validated rows ((rows, n_features) float64), batched by row
-    count and predicted by the version's runtime (the ONNX twin when it has one
-    and MODEL_RUNTIME allows it, else scikit-learn)."""
+    are blocks of validated rows (`skserve.rows.Table`s), batched by row count
+    and predicted by the version's runtime (the ONNX twin when it has one and
+    MODEL_RUNTIME allows it, else scikit-learn)."""
 
     def __init__(
         self,
         source: ModelSource,
         *,
         probabilities: bool,
+        scores: bool = False,
         max_batch_rows: int = MAX_BATCH_ROWS,
     ) -> None:
         super().__init__(
@@ -179,6 +189,7 @@ class SkserveModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedModel
         )
         self.source = source
         self.probabilities = probabilities
+        self.scores = scores
 
     def load_model(self) -> LoadedModel:
         # A worker verifies signatures too when it has a key (on the
@@ -188,13 +199,13 @@ class SkserveModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedModel
 
     def run_inference(
         self,
-        batch: Sequence[np.ndarray],
+        batch: Sequence[Table],
         model: LoadedModel,
         inference_args: dict[str, Any] | None = None,
     ) -> Iterable[PredictionResult]:
         """One PredictionResult per block; its inference is a list with one
         Scored or Refused per row."""
-        outcomes = self._predict(np.concatenate(batch), model)
+        outcomes = self._predict(Table.concat(batch), model)
         results, start = [], 0
         for block in batch:
             end = start + len(block)
@@ -202,31 +213,40 @@ class SkserveModelHandler(ModelHandler[np.ndarray, PredictionResult, LoadedModel
             start = end
         return results
 
-    def _predict(
-        self, matrix: np.ndarray, model: LoadedModel
-    ) -> list[Scored | Refused]:
+    def _predict(self, table: Table, model: LoadedModel) -> list[Scored | Refused]:
         """Each row's outcome. When the model refuses a batch, halve it until the
         rows it refuses are alone: the others are still scored."""
         try:
             result = model.runtime.predict(
-                Table.of_matrix(matrix), probabilities=self.probabilities
+                table, probabilities=self.probabilities, scores=self.scores
             )
         except BadRequest as error:
-            if len(matrix) == 1:
+            rows = len(table)
+            if rows == 1:
                 return [Refused(str(error.code), error.message)]
-            half = len(matrix) // 2
-            return self._predict(matrix[:half], model) + self._predict(
-                matrix[half:], model
+            half = rows // 2
+            return self._predict(table.rows(0, half), model) + self._predict(
+                table.rows(half, rows), model
             )
         labels = result.labels.tolist()
-        if result.probabilities is None:
+        if result.probabilities is None and result.scores is None:
             return [Scored(label, None) for label in labels]
-        rows = result.probabilities.tolist()
-        return [Scored(label, row) for label, row in zip(labels, rows, strict=True)]
+        probabilities = (
+            [None] * len(labels)
+            if result.probabilities is None
+            else result.probabilities.tolist()
+        )
+        scores = (
+            [None] * len(labels) if result.scores is None else result.scores.tolist()
+        )
+        return [
+            Scored(label, row, score)
+            for label, row, score in zip(labels, probabilities, scores, strict=True)
+        ]
 
-    def get_num_bytes(self, batch: Sequence[np.ndarray]) -> int:
+    def get_num_bytes(self, batch: Sequence[Table]) -> int:
         # The default pickles the whole batch just to measure it.
-        return sum(block.nbytes for block in batch)
+        return sum(block.numbers.nbytes + block.objects.nbytes for block in batch)
 
     def get_metrics_namespace(self) -> str:
         return "skserve"

@@ -8,9 +8,11 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
+
+from skserve.schema import BOOLEAN, CATEGORY, Column, InputSchema
 
 FORMATS = ("csv", "jsonl")
 HEADER_MODES = ("auto", "yes", "no")
@@ -20,13 +22,18 @@ COMPRESSED_SUFFIXES = (".gz", ".bz2", ".deflate", ".zst", ".lzma")
 PREDICTION = "prediction"
 MODEL_VERSION = "model_version"
 PROBABILITY = "probability_"
+SCORE = "score"
+# A CSV cell's text -> the JSON value the API would be sent for it.
+CellReader = Callable[[str], Any]
 
 
 @dataclass(frozen=True)
 class CsvProblem:
-    """A line the csv module could not split (e.g. a NUL byte, a huge field)."""
+    """A record the csv module could not split (e.g. a field beyond its size
+    limit), and the text of the lines it read for it, to fix and replay."""
 
     message: str
+    text: str = ""
 
 
 def input_format(path: str) -> str:
@@ -66,15 +73,24 @@ def csv_records(text: IO[str]) -> Iterator[tuple[int, list[str] | CsvProblem]]:
 
     Quoted fields may span lines, so the number comes from the reader itself.
     """
-    reader = csv.reader(text)
+    taken: list[str] = []  # the lines the reader took for the current record
+
+    def lines() -> Iterator[str]:
+        for line in text:
+            taken.append(line)
+            yield line
+
+    reader = csv.reader(lines())
     while True:
         start = reader.line_num + 1
+        taken.clear()
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield start, CsvProblem(f"cannot split this CSV line: {exc}")
+            problem = f"cannot split this CSV line: {exc}"
+            yield start, CsvProblem(problem, "".join(taken).rstrip("\r\n"))
             continue
         if cells:  # csv yields [] for a blank line: no row there
             yield start, cells
@@ -100,32 +116,77 @@ def is_number(cell: str) -> bool:
     return True
 
 
-def looks_like_header(cells: Sequence[str], feature_names: list[str] | None) -> bool:
+def looks_like_header(cells: Sequence[str], schema: InputSchema) -> bool:
     """`--header auto`: a first row is a header when it names every feature of
-    the model, or when none of its cells is a number (data rows are numbers)."""
-    columns = header_columns(cells)
-    if feature_names and set(feature_names) <= set(columns):
-        return True
+    the model. Otherwise, for a model with text features (whose data rows may
+    hold no number), when it names any of them; for a model of numbers (or one
+    without feature names), when none of its cells is a number."""
+    columns = set(header_columns(cells))
+    if schema.named:
+        if set(schema.names) <= columns:
+            return True
+        if not schema.all_numeric:
+            return not columns.isdisjoint(schema.names)
     return not any(is_number(cell) for cell in cells)
 
 
-def number(cell: str) -> Any:
-    """A CSV cell as the float it spells, else the text itself, so validation
-    reports it as the JSON API reports a string (`got "abc"`)."""
+def number_cell(cell: str) -> Any:
+    """A number column's cell: the float it spells, None when it is empty (a
+    missing value), else the text itself, so validation reports it as the JSON
+    API reports a string (`got "abc"`)."""
     try:
         return float(cell)
     except ValueError:
-        return cell
+        return None if cell == "" else cell
+
+
+def boolean_cell(cell: str) -> Any:
+    """A boolean column's cell: true or false in any case, None when empty,
+    else the text itself (refused as the API refuses a string there)."""
+    folded = cell.strip().lower()
+    if folded == "true":
+        return True
+    if folded == "false":
+        return False
+    return None if cell == "" else cell
+
+
+def text_cell(cell: str) -> str | None:
+    """A string column's cell exactly as written (spaces are text too), None
+    when it is empty: only an empty cell is missing, as pandas reads a CSV."""
+    return None if cell == "" else cell
+
+
+def cell_reader(column: Column) -> CellReader:
+    """How a cell of `column` is read: by its kind, and a category column of
+    numbers as numbers."""
+    if column.kind == BOOLEAN:
+        return boolean_cell
+    if column.numeric:
+        return number_cell
+    if (
+        column.kind == CATEGORY
+        and column.categories
+        and not isinstance(column.categories[0], str)
+    ):
+        return number_cell
+    return text_cell
 
 
 def output_columns(
-    keep: Sequence[str], classes: Sequence[Any] | None, probabilities: bool
+    keep: Sequence[str],
+    classes: Sequence[Any] | None,
+    probabilities: bool,
+    scores: bool = False,
 ) -> list[str]:
     """The output's columns: kept keys, the prediction, one probability column
-    per class (in the model's class order) when asked, the model version."""
+    per class (in the model's class order) when asked, an outlier detector's
+    score when asked, the model version."""
     columns = [*keep, PREDICTION]
     if probabilities:
         columns += [f"{PROBABILITY}{cls}" for cls in classes or ()]
+    if scores:
+        columns.append(SCORE)
     columns.append(MODEL_VERSION)
     return columns
 

@@ -41,7 +41,15 @@ from batch.io import (
     output_columns,
     text_stream,
 )
-from batch.validate import BlockKey, CsvRows, Layout, Rejection, check_records
+from batch.validate import (
+    BlockKey,
+    CsvRows,
+    Layout,
+    Rejection,
+    check_records,
+    row_values,
+)
+from skserve.schema import InputSchema
 
 NAMESPACE = "skserve"  # Beam counters' namespace, as the Dataflow UI groups them
 COUNTERS = ("read", "scored", "rejected")
@@ -64,12 +72,15 @@ class Job:
     source: ModelSource
     classes: list[Any] | None
     probabilities: bool = False
+    scores: bool = False  # an outlier detector's decision_function
     progress_seconds: float = 10.0
     max_batch_rows: int = MAX_BATCH_ROWS
 
     @property
     def columns(self) -> list[str]:
-        return output_columns(self.layout.keep, self.classes, self.probabilities)
+        return output_columns(
+            self.layout.keep, self.classes, self.probabilities, self.scores
+        )
 
 
 class Chunk(NamedTuple):
@@ -87,12 +98,10 @@ class HeaderError(ValueError):
 class ReadFiles(beam.DoFn):
     """Each file -> chunks of (line number, record); counts every row as read."""
 
-    def __init__(
-        self, input_format: str, header: str, feature_names: list[str] | None
-    ) -> None:
+    def __init__(self, input_format: str, header: str, schema: InputSchema) -> None:
         self.input_format = input_format
         self.header = header
-        self.feature_names = feature_names
+        self.schema = schema
         self.read = Metrics.counter(NAMESPACE, "read")
 
     def process(self, readable: fileio.ReadableFile) -> Any:
@@ -110,9 +119,7 @@ class ReadFiles(beam.DoFn):
                     return
                 if isinstance(first[1], CsvProblem):
                     raise HeaderError(f"{path}: {first[1].message} (the header)")
-                if self.header == "yes" or looks_like_header(
-                    first[1], self.feature_names
-                ):
+                if self.header == "yes" or looks_like_header(first[1], self.schema):
                     columns = header_columns(first[1])
                 else:
                     # A file without the header the others have: its first row
@@ -131,8 +138,8 @@ class ReadFiles(beam.DoFn):
 
 
 class Validate(beam.DoFn):
-    """Chunks -> (BlockKey, block of the valid rows' feature vectors), and
-    Rejections on the `rejected` tag."""
+    """Chunks -> (BlockKey, Table of the valid rows), and Rejections on the
+    `rejected` tag."""
 
     def __init__(self, layout: Layout, input_format: str) -> None:
         self.layout = layout
@@ -189,6 +196,7 @@ class Emit(beam.DoFn):
 
     def __init__(self, job: Job) -> None:
         self.columns = job.columns
+        self.schema = job.layout.schema
         self.jsonl = job.output_format == "jsonl"
         self.interval = job.progress_seconds
         self.scored = Metrics.counter(NAMESPACE, "scored")
@@ -202,13 +210,13 @@ class Emit(beam.DoFn):
         for i, (line, kept, outcome) in enumerate(outcomes):
             if isinstance(outcome, Refused):
                 self.rejected.inc()
-                row = result.example[i].tolist()
+                row = row_values(result.example, i, self.schema)
                 yield beam.pvalue.TaggedOutput(
                     REJECTED,
                     Rejection(key.file, line, outcome.code, outcome.message, row),
                 )
                 continue
-            rows.append([*kept, outcome.label, *(outcome.probabilities or ()), version])
+            rows.append([*kept, *outcome.values, version])
         if rows:
             # One element per block: the text sink writes it, then a newline.
             if self.jsonl:
@@ -226,14 +234,17 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         | "Match" >> fileio.MatchFiles(job.input)
         | "Open" >> fileio.ReadMatches()
         | "Read"
-        >> beam.ParDo(ReadFiles(job.input_format, job.header, job.layout.feature_names))
+        >> beam.ParDo(ReadFiles(job.input_format, job.header, job.layout.schema))
         | "Spread" >> beam.Reshuffle()
     )
     checked = chunks | "Validate" >> beam.ParDo(
         Validate(job.layout, job.input_format)
     ).with_outputs(REJECTED, main="rows")
     handler = SkserveModelHandler(
-        job.source, probabilities=job.probabilities, max_batch_rows=job.max_batch_rows
+        job.source,
+        probabilities=job.probabilities,
+        scores=job.scores,
+        max_batch_rows=job.max_batch_rows,
     )
     emitted = (
         checked.rows

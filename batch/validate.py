@@ -1,30 +1,42 @@
-"""A row is judged alone by the HTTP API's own `to_matrix`, and gets its message."""
+"""A row is judged alone by the HTTP API's own `to_table`, and gets its message."""
 
 # Each row is validated as `{"features": row}` would be, before any batch is
 # formed: a bad row is rejected with its file and line, never a whole batch.
+# A CSV cell becomes the JSON value its column's kind reads it as
+# (batch.io.cell_reader); a JSON Lines row keeps its JSON values.
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from batch.io import CsvProblem, number
+from batch.io import CellReader, CsvProblem, cell_reader, number_cell
 from skserve.errors import BadRequest, Code
-from skserve.rows import to_table
-from skserve.schema import InputSchema
+from skserve.rows import Table, from_columns, to_table
+from skserve.schema import BOOLEAN, INTEGER, InputSchema
 
 
 @dataclass(frozen=True)
 class Layout:
-    """What rows must hold: the model's features, and the columns to pass through."""
+    """What rows must hold: the model's input schema, and the columns to pass
+    through."""
 
-    n_features: int
-    feature_names: list[str] | None
+    schema: InputSchema
     keep: tuple[str, ...] = ()
+
+    @property
+    def n_features(self) -> int:
+        return len(self.schema.columns)
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """The names rows may key features by (None: a model fitted without)."""
+        return self.schema.names if self.schema.named else None
 
 
 class BlockKey(NamedTuple):
@@ -44,78 +56,133 @@ class Rejection(NamedTuple):
     line: int
     code: str
     error: str
-    row: Any  # the row's cells (CSV) or text (JSON Lines), to fix and replay
+    # The row, to fix and replay: its CSV cells, its JSON Lines text, the text
+    # of a CSV record that could not be split, or (refused by the model) its
+    # values as JSON in the schema's order.
+    row: Any
 
     def to_json(self) -> str:
         return json.dumps(self._asdict())
 
 
+def empty_table(schema: InputSchema) -> Table:
+    """A Table of no rows with the schema's blocks."""
+    return Table(
+        np.empty((0, len(schema.numeric_positions)), dtype=np.float64),
+        np.empty((0, len(schema.object_positions)), dtype=object),
+    )
+
+
+def row_values(table: Table, row: int, schema: InputSchema) -> list[Any]:
+    """Row `row` of `table` as JSON values in the schema's order (missing: None),
+    as it would be sent to `POST /predict`."""
+    values = []
+    for column, cells in zip(schema.columns, table.columns(schema), strict=True):
+        value = cells[row]
+        if column.numeric:
+            value = float(value)
+            if math.isnan(value):
+                value = None
+            elif column.kind == BOOLEAN:
+                value = bool(value)
+            elif column.kind == INTEGER:
+                value = int(value)
+        values.append(value)
+    return values
+
+
+def _nowhere(row: int, position: int) -> str:
+    return ""  # a chunk's failure only sends its rows to be judged alone
+
+
 class CsvRows:
     """Maps one file's CSV records to features and kept values, by its header
-    (columns in any order, extra columns ignored) or by position (no header)."""
+    (columns in any order, extra columns ignored) or by position (no header);
+    each feature's cell is read by its column's kind."""
 
     def __init__(self, layout: Layout, columns: tuple[str, ...] | None) -> None:
         self.layout = layout
         self.columns = columns
+        schema = layout.schema
+        self.strict = schema.strict_numeric
+        self.readers = [cell_reader(column) for column in schema.columns]
         # A file without a header has no key columns: each kept value is None.
         self.no_keys: tuple[None, ...] = (None,) * len(layout.keep)
+        # Where the model's features are in a record, in the model's order
+        # (None: the record's cells are the features); None when one is absent.
+        self.picks: list[int] | None = None
+        self.complete = True
         if columns is None:
             return
         position = {name: i for i, name in enumerate(columns)}
         self.kept_at = [position.get(name) for name in layout.keep]
         if layout.feature_names:
             self.named = [
-                (name, position[name])
-                for name in layout.feature_names
+                (name, position[name], reader)
+                for name, reader in zip(layout.feature_names, self.readers, strict=True)
                 if name in position
             ]
+            self.picks = [i for _, i, _ in self.named]
         else:
             # A model fitted without names takes the columns not kept, in order.
-            self.positional = [
+            positional = [
                 i for i, name in enumerate(columns) if name not in layout.keep
             ]
+            self.positional = [(i, self._reader(k)) for k, i in enumerate(positional)]
+            self.picks = positional
+        self.complete = len(self.picks) == layout.n_features
 
-    def parse_all(
+    def _reader(self, j: int) -> CellReader:
+        """The reader of feature `j`; a surplus cell (the row is refused for its
+        count) is read as a number, as rows of numbers always were."""
+        return self.readers[j] if j < len(self.readers) else number_cell
+
+    def table_all(
         self, file: str, records: Sequence[tuple[int, Any]]
-    ) -> tuple[BlockKey, list[list[float]]] | None:
-        """The chunk's keys and rows as floats in the model's order, when every
-        record has all its cells and every feature cell spells a number; None
-        otherwise (then `parse` takes each record alone). Decoding only:
-        `to_matrix` still judges the rows."""
-        layout = self.layout
-        if self.columns is None:
-            width, picks = layout.n_features, None
-        else:
-            width = len(self.columns)
-            if layout.feature_names:
-                if len(self.named) != layout.n_features:
-                    return None  # a feature column is missing: rows say which
-                picks = [i for _, i in self.named]
-            else:
-                picks = self.positional
-        rows = []
+    ) -> tuple[BlockKey, Table] | None:
+        """The chunk's keys and valid rows, when every record has all its cells
+        and every row is valid; None otherwise (then `parse` takes each record
+        alone). Decoding only: `to_table` or `from_columns` judge the rows."""
+        layout, schema = self.layout, self.layout.schema
+        if not self.complete:
+            return None  # a feature column is missing: rows say which
+        width = layout.n_features if self.columns is None else len(self.columns)
+        picks = self.picks
+        for _, cells in records:
+            if type(cells) is not list or len(cells) != width:
+                return None
         try:
-            for _, cells in records:
-                if type(cells) is not list or len(cells) != width:
-                    return None
-                picked = cells if picks is None else [cells[i] for i in picks]
-                rows.append(list(map(float, picked)))  # as number() does
-        except ValueError:
-            return None
+            if self.strict:
+                # Numbers only: as `number_cell` reads them, or none at all.
+                rows = []
+                for _, cells in records:
+                    picked = cells if picks is None else [cells[i] for i in picks]
+                    rows.append(list(map(float, picked)))
+                table = to_table(rows, single=False, schema=schema)
+            else:
+                at = range(width) if picks is None else picks
+                columns = [
+                    [read(cells[i]) for _, cells in records]
+                    for i, read in zip(at, self.readers, strict=True)
+                ]
+                table = from_columns(columns, len(records), schema, _nowhere)
+        except (ValueError, BadRequest):
+            return None  # a cell that is no number, or a value refused
         lines = [line for line, _ in records]
         if self.columns is None:
-            return BlockKey(file, lines, [self.no_keys] * len(lines)), rows
+            return BlockKey(file, lines, [self.no_keys] * len(lines)), table
         kept_at = self.kept_at
         kept = [
             tuple(None if i is None else cells[i] for i in kept_at)
             for _, cells in records
         ]
-        return BlockKey(file, lines, kept), rows
+        return BlockKey(file, lines, kept), table
 
     def parse(self, cells: list[str]) -> tuple[list[Any] | dict[str, Any], tuple]:
         """(the row as the API's `features`, its kept values)."""
         if self.columns is None:
-            return [number(cell) for cell in cells], self.no_keys
+            read = self._reader
+            return [read(j)(cell) for j, cell in enumerate(cells)], self.no_keys
         if len(cells) > len(self.columns):
             raise BadRequest(
                 f"line has {len(cells)} cells, but the header has "
@@ -127,15 +194,18 @@ class CsvRows:
             cells[i] if i is not None and i < width else None for i in self.kept_at
         )
         if self.layout.feature_names:
-            return {name: number(cells[i]) for name, i in self.named if i < width}, kept
-        return [number(cells[i]) for i in self.positional if i < width], kept
+            features = {
+                name: reader(cells[i]) for name, i, reader in self.named if i < width
+            }
+            return features, kept
+        return [reader(cells[i]) for i, reader in self.positional if i < width], kept
 
 
 def parse_json_row(
     text: str, layout: Layout
 ) -> tuple[list[Any] | dict[str, Any], tuple]:
     """A JSON Lines row: an object keyed by feature name (other keys ignored,
-    kept ones passed through) or a list of numbers in the model's order."""
+    kept ones passed through) or a list of values in the model's order."""
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -151,23 +221,18 @@ def parse_json_row(
         if layout.feature_names:
             names = layout.feature_names
             return {name: row[name] for name in names if name in row}, kept
-        return row, kept  # to_matrix says why an object does not fit this model
+        return row, kept  # to_table says why an object does not fit this model
     if isinstance(row, list):
         return row, (None,) * len(layout.keep)
     raise BadRequest(
-        "a JSON Lines row must be an object of named numbers or a list of numbers",
+        "a JSON Lines row must be an object of named values or a list of values",
         code=Code.INVALID_REQUEST,
     )
 
 
-def _matrix(rows: list[Any], layout: Layout, *, single: bool) -> np.ndarray:
-    schema = InputSchema.numeric(layout.n_features, layout.feature_names)
-    return to_table(rows, single=single, schema=schema).numbers
-
-
-def validate(features: list[Any] | dict[str, Any], layout: Layout) -> np.ndarray:
-    """The row as the model's float64 vector; BadRequest with the API's message."""
-    return _matrix([features], layout, single=True)[0]
+def validate(features: list[Any] | dict[str, Any], layout: Layout) -> Table:
+    """The row as a one-row Table; BadRequest with the API's message."""
+    return to_table([features], single=True, schema=layout.schema)
 
 
 def parse_record(
@@ -184,7 +249,7 @@ def parse_record(
 
 
 def _rejection(file: str, line: int, record: Any, error: BadRequest) -> Rejection:
-    shown = None if isinstance(record, CsvProblem) else record
+    shown = record.text if isinstance(record, CsvProblem) else record
     return Rejection(file, line, str(error.code), error.message, shown)
 
 
@@ -193,17 +258,15 @@ def check_records(
     records: Sequence[tuple[int, Any]],
     layout: Layout,
     csv_rows: CsvRows | None,
-) -> tuple[BlockKey, np.ndarray, list[Rejection]]:
-    """Records -> (the valid rows' key, their (rows, n_features) matrix, the
-    rejections). Each row is judged alone, as `{"features": row}` would be."""
+) -> tuple[BlockKey, Table, list[Rejection]]:
+    """Records -> (the valid rows' key, their Table, the rejections). Each row
+    is judged alone, as `{"features": row}` would be."""
     if csv_rows is not None:
-        decoded = csv_rows.parse_all(file, records)
+        decoded = csv_rows.table_all(file, records)
         if decoded is not None:
-            key, rows = decoded
-            try:
-                return key, _matrix(rows, layout, single=False), []
-            except BadRequest:
-                pass  # a value to_matrix refuses: judge each row alone
+            key, table = decoded
+            return key, table, []
+    schema = layout.schema
     rejected: list[Rejection] = []
     parsed: list[tuple[int, tuple, Any, Any]] = []
     for line, record in records:
@@ -215,31 +278,29 @@ def check_records(
         parsed.append((line, kept, features, record))
     key = BlockKey(file, [], [])
     try:
-        # The common case, every row valid, in one call; to_matrix applies the
+        # The common case, every row valid, in one call; to_table applies the
         # same checks to each row whether it is given one row or many.
-        matrix = _matrix(
-            [features for _, _, features, _ in parsed], layout, single=False
+        table = to_table(
+            [features for _, _, features, _ in parsed], single=False, schema=schema
         )
         for line, kept, _, _ in parsed:
             key.lines.append(line)
             key.kept.append(kept)
-        return key, matrix, rejected
+        return key, table, rejected
     except BadRequest:
         pass
-    vectors = []
+    tables = []
     for line, kept, features, record in parsed:
         try:
-            vectors.append(validate(features, layout))
+            tables.append(validate(features, layout))
         except BadRequest as error:
             rejected.append(_rejection(file, line, record, error))
             continue
         key.lines.append(line)
         key.kept.append(kept)
-    matrix = np.array(vectors, dtype=np.float64).reshape(
-        len(vectors), layout.n_features
-    )
     rejected.sort(key=lambda rejection: rejection.line)
-    return key, matrix, rejected
+    table = Table.concat(tables) if tables else empty_table(schema)
+    return key, table, rejected
 
 
 def header_problems(columns: Sequence[str], layout: Layout, where: str) -> list[str]:

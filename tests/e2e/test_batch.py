@@ -215,7 +215,8 @@ BAD_CSV_ERRORS = {  # line -> the message `{"features": row}` gets from the API
     3: "features[1] ('sepal width (cm)') must be a finite number, got \"abc\"",
     5: "features: missing 'petal length (cm)', 'petal width (cm)' (expected: "
     "sepal length (cm), sepal width (cm), petal length (cm), petal width (cm))",
-    6: "features[2] ('petal length (cm)') must be a finite number, got \"\"",
+    6: "features[2] ('petal length (cm)') may not be missing: this model needs a "
+    "finite number there, got null",
     7: "features[3] ('petal width (cm)') must be a finite number, got NaN",
     8: "the model cannot use these values: Input X contains infinity or a value "
     "too large for dtype('float32').",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -153,4 +154,104 @@ def test_counts_that_do_not_add_up_fail_the_job(
     assert "read 2, scored 0, rejected 1" in out
     assert err.strip().splitlines()[-1] == (
         "error: 2 rows read but 1 scored or rejected"
+    )
+
+
+@pytest.fixture
+def text_model(tmp_path: Path) -> Path:
+    """A pipeline fitted on a DataFrame with a text column, published with the
+    schema and example row the trainer infers."""
+    import pandas as pd
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from train.schema import example_row, infer_schema
+
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "plan": ["x", "y", "x", "y"]})
+    model = make_pipeline(
+        ColumnTransformer(
+            [("plan", OneHotEncoder(), ["plan"]), ("a", "passthrough", ["a"])]
+        ),
+        LogisticRegression(),
+    ).fit(frame, [0, 1, 0, 1])
+    schema = infer_schema(model, frame)
+    root = tmp_path / "store" / "text"
+    publish_estimator(
+        root, model, input_schema=schema.to_json(), example=example_row(schema, frame)
+    )
+    return root
+
+
+def test_scores_of_a_classifier_are_refused_at_launch(
+    capsys: pytest.CaptureFixture[str], named_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("a,b\n1,2\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out"), "--scores"),
+    )
+    assert code == 1
+    assert one_error_line(err) == (
+        "error: only outlier detectors give scores (task: classification); "
+        'remove "scores"'
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_kept_column_may_not_take_the_score_columns_name(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from sklearn.ensemble import IsolationForest
+
+    root = tmp_path / "store" / "iso"
+    detector = IsolationForest(n_estimators=5, random_state=0)
+    publish_estimator(root, detector.fit([[0.0], [1.0], [2.0], [3.0]]))
+    (tmp_path / "in.csv").write_text("score,x0\n1,2\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(root), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out"), "--keep", "score", "--scores"),
+    )
+    assert code == 2
+    assert "--keep score would collide" in one_error_line(err)
+
+
+def test_a_model_with_text_features_is_probed_with_its_example_row(
+    capsys: pytest.CaptureFixture[str], text_model: Path, tmp_path: Path
+) -> None:
+    """Zeros would not fit its text column; the launch gets past the probe to
+    the input, whose header (no number in it either way) is found by name."""
+    (tmp_path / "in.csv").write_text("plan,id\nx,1\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(text_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out"), "--keep", "id"),
+    )
+    assert code == 2
+    assert one_error_line(err) == (
+        f"error: the header of {tmp_path}/in.csv lacks the model's features a "
+        "(expected: a, plan) (if it is a data row, pass --header no)"
+    )
+
+
+def test_an_example_row_its_own_schema_refuses_fails_at_launch(
+    capsys: pytest.CaptureFixture[str], text_model: Path, tmp_path: Path
+) -> None:
+    version = (text_model / "LATEST").read_text().strip()
+    manifest = text_model / "versions" / version / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["example"] = [0.0, 7]
+    manifest.write_text(json.dumps(data))
+    (tmp_path / "in.csv").write_text("a,plan\n1,x\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(text_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out")),
+    )
+    assert code == 1
+    assert one_error_line(err) == (
+        f"error: the manifest of {version} has an example row its input schema "
+        "refuses: features[1] ('plan') must be a string, got 7"
     )
