@@ -243,6 +243,8 @@ def _numeric(
     if column.kind == INTEGER:
         with np.errstate(invalid="ignore"):
             ok &= (np.mod(array, 1) == 0) | np.isnan(array)
+    elif column.kind == BOOLEAN:  # a float tensor's 0.5 is no boolean
+        ok &= (array == 0) | (array == 1) | np.isnan(array)
     if column.refuses_unknown:
         assert column.categories is not None
         known = np.array(column.categories, dtype=np.float64)

@@ -265,16 +265,31 @@ def one_tensor(**fields: Any) -> dict:
     ("body", "message"),
     [
         (b'{"inputs": [', "malformed JSON"),
-        (one_tensor(shape="1x10"), 'shape must be [rows, n_features], got "1x10"'),
+        (
+            one_tensor(shape="1x10"),
+            "shape must be [rows, n_features] (one tensor) or [rows] / [rows, 1] "
+            '(one input per column), got "1x10"',
+        ),
         (one_tensor(shape=[10]), "shape must be [rows, n_features], got [10]"),
-        (one_tensor(datatype="INT32"), "datatype must be FP64 or FP32"),
+        (
+            one_tensor(datatype="INT32"),
+            "inputs[0] row 0, column 0 must be an INT32 integer",
+        ),
+        (
+            one_tensor(datatype="BYTES"),
+            "datatype must be FP64, FP32, FP16, INT8-INT64 or UINT8-UINT64",
+        ),
         (one_tensor(shape=[2, 10]), "holds 20 elements, data has 10"),
         (v2_body([SEED_FEATURES[:9]]), "this model takes [rows, 10]"),
         (
             v2_body([SEED_FEATURES], outputs=[{"name": "labels"}]),
             "unknown output 'labels'",
         ),
-        (v2_body([[*SEED_FEATURES[:9], None]]), "row 0, column 9 must be a number"),
+        (
+            v2_body([[*SEED_FEATURES[:9], None]]),
+            "inputs[0] row 0, column 9 may not be missing: this model needs a finite "
+            "number there, got null",
+        ),
     ],
 )
 def test_bad_requests_are_400_with_the_specs_error_body(

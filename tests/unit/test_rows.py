@@ -276,3 +276,15 @@ def test_an_unknown_category_before_a_wrong_type_is_named_first() -> None:
     rows[0][1], rows[1][1] = "gold", 3
 
     assert _typed_refusal(rows).startswith("instances[0][1] ('plan') must be one of")
+
+
+def test_a_float_matrix_holds_booleans_as_zero_or_one_only() -> None:
+    schema = InputSchema((Column("flag", "boolean"),))
+    where = lambda row, column: f"inputs[0] row {row}, column {column}"  # noqa: E731
+
+    assert from_matrix(np.array([[1.0], [0.0]]), schema, where).numbers.tolist() == [
+        [1.0],
+        [0.0],
+    ]
+    with pytest.raises(BadRequest, match="must be true or false, got 0.5"):
+        from_matrix(np.array([[0.5]]), schema, where)
