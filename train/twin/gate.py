@@ -299,6 +299,12 @@ def _splits_of(estimator: Any) -> dict[int, np.ndarray]:
 
 
 def _trees(estimator: Any) -> Iterator[Any]:
+    if getattr(estimator, "_predictors", None) is not None:
+        # HistGradientBoosting: its numeric splits, features as input columns.
+        from train.twin.hist_gradient_boosting import split_trees
+
+        yield from split_trees(estimator)
+        return
     tree = getattr(estimator, "tree_", None)
     if tree is not None:
         yield tree
