@@ -354,6 +354,9 @@ def _walk(estimator: Any, positions: list[int], hints: list[_Hint]) -> None:
             _walk(step, positions, hints)
             if not _keeps_columns(step):
                 break
+    elif _members(estimator):  # ensembles: every member sees the columns
+        for member in _members(estimator):
+            _walk(member, positions, hints)
     elif isinstance(estimator, ColumnTransformer):
         indices = getattr(estimator, "_transformer_to_input_indices", {})
         for name, transformer, _ in estimator.transformers_:
@@ -387,6 +390,25 @@ def _walk(estimator: Any, positions: list[int], hints: list[_Hint]) -> None:
                 for p in positions:
                     if hints[p].kind == STRING:
                         hints[p].kind = CATEGORY
+
+
+def _members(estimator: Any) -> list[Any]:
+    """The fitted members of a voting or stacking ensemble, or the calibrated
+    estimators of a CalibratedClassifierCV; [] for anything else."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import (
+        StackingClassifier,
+        StackingRegressor,
+        VotingClassifier,
+        VotingRegressor,
+    )
+
+    ensembles = (VotingClassifier, VotingRegressor, StackingClassifier)
+    if isinstance(estimator, (*ensembles, StackingRegressor)):
+        return [m for m in estimator.estimators_ if not isinstance(m, str)]
+    if isinstance(estimator, CalibratedClassifierCV):
+        return [c.estimator for c in estimator.calibrated_classifiers_]
+    return []
 
 
 def _is_imputer(estimator: Any) -> bool:

@@ -189,8 +189,8 @@ def cell(value: Any) -> str:
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> dict[int, list[str]]:
-    """The rows as CSV (missing: an empty cell, or spaces alone), a wide row
-    at the end; returns each row's cells by line number."""
+    """The rows as CSV (missing: an empty cell), a wide row at the end;
+    returns each row's cells by line number."""
     header = ["id", *FEATURES, "note"]
     cells_at: dict[int, list[str]] = {}
     lines = [",".join(header)]
@@ -198,8 +198,6 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> dict[int, list[str]]:
         cells = [row["id"], *(cell(row[c]) for c in FEATURES if c in row)]
         if len(cells) == len(header) - 1:
             cells.append("x")
-        if row["id"] == "h1":
-            cells[1] = "   "  # spaces alone: a missing value too
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="").writerow(cells)
         lines.append(buffer.getvalue())

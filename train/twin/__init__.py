@@ -17,7 +17,7 @@ import numpy as np
 from skserve.rows import Table
 from skserve.schema import InputSchema
 from train.twin.common import NoTwin, Twin, one_line, root_cause, session
-from train.twin.convert import INPUT, convert
+from train.twin.convert import INPUT, convert, own_converters
 from train.twin.encoding import decoded, encoded, model_input
 from train.twin.gate import (
     TOLERANCE,
@@ -149,7 +149,9 @@ def _facts(
         "opset": {
             item.domain or "ai.onnx": item.version for item in _opsets(onnx_model)
         },
+        # skl2onnx's converters, with this project's own for these estimators.
         "converter": f"skl2onnx {skl2onnx.__version__}",
+        "own_converters": own_converters(onnx_model),
         "onnxruntime": onnxruntime.__version__,
         "onnx": onnx.__version__,
         "parity": parity,

@@ -24,6 +24,7 @@ from train.twin.common import final_estimator, is_classifier
 from train.twin.graph import ML_OPSET, SKL2ONNX_ML_OPSET
 
 INPUT = "X"
+OWN_CONVERTERS = "skserve.own_converters"  # metadata_props key
 FAMILIES = (
     "trees",
     "hist_gradient_boosting",
@@ -65,6 +66,8 @@ def convert(model: Any, n_features: int, schema: InputSchema | None = None) -> A
     for module in modules:
         conversions.update(getattr(module, "converters", dict)())
         shapes.update(getattr(module, "shape_calculators", dict)())
+    used: set[str] = set()
+    conversions = {cls: _recorded(cls, fn, used) for cls, fn in conversions.items()}
     onnx_model = convert_sklearn(
         prepared,
         initial_types=[(INPUT, DoubleTensorType([None, n_features]))],
@@ -77,11 +80,34 @@ def convert(model: Any, n_features: int, schema: InputSchema | None = None) -> A
         custom_shape_calculators=shapes,
     )
     _outputs_as_double(onnx_model)
+    # Which estimators this package wrote itself (the rest are skl2onnx's).
+    entry = onnx_model.metadata_props.add()
+    entry.key, entry.value = OWN_CONVERTERS, ",".join(sorted(used))
     if any(node.op_type == "TreeEnsemble" for node in onnx_model.graph.node):
         for item in onnx_model.opset_import:
             if item.domain == "ai.onnx.ml":
                 item.version = ML_OPSET
     return onnx_model
+
+
+def _recorded(
+    cls: type, converter: Callable[..., None], used: set[str]
+) -> Callable[..., None]:
+    """`converter`, noting in `used` that it converted a `cls`."""
+
+    def run(scope: Any, operator: Any, container: Any) -> None:
+        used.add(cls.__name__)
+        converter(scope, operator, container)
+
+    return run
+
+
+def own_converters(onnx_model: Any) -> list[str]:
+    """The estimator classes this package's converters wrote into `onnx_model`."""
+    for entry in onnx_model.metadata_props:
+        if entry.key == OWN_CONVERTERS:
+            return [name for name in entry.value.split(",") if name]
+    return []
 
 
 def _options(model: Any) -> dict[int, dict[str, Any]] | None:

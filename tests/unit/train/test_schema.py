@@ -365,3 +365,24 @@ def test_columns_of_the_same_kind_are_probed_together() -> None:
     assert all(c.nullable for c in schema.columns)
     assert calls <= 3
     assert schema.columns[0] == Column("x0", nullable=True)
+
+
+@pytest.mark.parametrize("kind", ["voting", "stacking", "calibrated"])
+def test_ensembles_of_pipelines_show_their_members_categories(
+    frame: tuple[pd.DataFrame, np.ndarray], kind: str
+) -> None:
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.ensemble import StackingClassifier, VotingClassifier
+
+    data, y = frame
+    members = [("a", _canonical()), ("b", _canonical())]
+    model = {
+        "voting": lambda: VotingClassifier(members, voting="soft"),
+        "stacking": lambda: StackingClassifier(members),
+        "calibrated": lambda: CalibratedClassifierCV(_canonical(), cv=3),
+    }[kind]().fit(data, y)
+
+    schema = infer_schema(model, data)
+
+    assert schema.columns[2].categories == ("basic", "premium", "standard")
+    assert schema.columns[0].nullable and schema.format == "dataframe"
