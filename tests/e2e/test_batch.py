@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
-import os
 import re
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
+from tests.e2e.batch_support import counts, csv_rows, jsonl_rows, run_batch, shards
 from tests.support import REPO, published_model, run_train
 
 pytestmark = pytest.mark.e2e
 
-ROWS = 100_000
-# Fastest here: one in-process worker (measured: multi_threading and
-# multi_processing only add coordination on a 2-core machine).
-DIRECT = ["--direct_num_workers=1", "--direct_running_mode=in_memory"]
 IRIS = [
     "sepal length (cm)",
     "sepal width (cm)",
@@ -31,42 +24,7 @@ IRIS = [
     "petal width (cm)",
 ]
 
-
-def run_batch(
-    *args: str, env: Mapping[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """Run `python -m batch ARGS` from the repo root, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", "batch", *args, *DIRECT, "--progress-seconds", "0.05"],
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
-def counts(result: subprocess.CompletedProcess) -> tuple[int, int, int]:
-    """(read, scored, rejected) from the job's summary line."""
-    line = next(line for line in result.stdout.splitlines() if line.startswith("read "))
-    read, scored, rejected = (int(part.split()[-1]) for part in line.split(","))
-    return read, scored, rejected
-
-
-def shards(folder: Path, prefix: str) -> list[Path]:
-    return sorted(folder.glob(f"{prefix}-[0-9]*-of-*"))
-
-
-def csv_rows(texts: list[str]) -> list[dict[str, str]]:
-    """Rows of sharded CSV output (each shard repeats the header)."""
-    rows: list[dict[str, str]] = []
-    for text in texts:
-        rows.extend(csv.DictReader(io.StringIO(text)))
-    return rows
-
-
-def jsonl_rows(texts: list[str]) -> list[dict[str, Any]]:
-    return [json.loads(line) for text in texts for line in text.splitlines()]
+ROWS = 100_000
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.e2e.test_batch import counts, csv_rows, jsonl_rows, run_batch, shards
+from tests.e2e.batch_support import counts, csv_rows, jsonl_rows, run_batch, shards
 from tests.support import call, published_model, run_train
 
 pytestmark = pytest.mark.e2e
