@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 import requests
 
+from tests.deploy.frames import FRAME_COLUMNS, MIXED_ROWS, frame_of, publish_canonical
 from tests.support import (
     REPO,
     SEED_FEATURES,
@@ -507,6 +508,47 @@ def test_upload_serves_a_published_model_under_python312_functions_framework(
     assert metadata.json()["model_version"] == single.headers["X-Model-Version"]
     assert wrong.status_code == 400
     assert wrong.json()["error"]["code"] == "wrong_feature_count"
+
+
+def test_upload_serves_a_dataframe_pipeline_with_nulls_text_and_unseen_categories(
+    bundle: Path, bundle_venv: Path, tmp_path: Path
+) -> None:
+    """function/ deployed alone (its requirements.txt, python312) serves the
+    canonical mixed-type pipeline's pickle, with the pinned pandas, exactly as
+    its own predict on a DataFrame (without a twin: the path pandas serves)."""
+    store = tmp_path / "store"
+    published, model, frame = publish_canonical(
+        tmp_path / "frame", str(store), "c", "--no-twin"
+    )
+    assert published.returncode == 0, published.stderr
+    version = (store / "c" / "LATEST").read_text().strip()
+    ordered = [[row[name] for name in FRAME_COLUMNS] for row in MIXED_ROWS]
+    expected = model.predict(frame_of(MIXED_ROWS, frame))
+
+    with BundleServer(
+        bundle_venv, bundle, {"MODEL_URI": str(store / "c")}, tmp_path
+    ) as server:
+        single = server.post({"features": MIXED_ROWS[0]})
+        batch = server.post({"instances": ordered, "probabilities": True})
+        named = server.post({"instances": MIXED_ROWS})
+        refused = server.post({"features": {**MIXED_ROWS[0], "plan": 3}})
+        metadata = requests.get(server.url + "/metadata", timeout=60)
+
+    assert "takes a pandas DataFrame" in published.stdout
+    assert single.status_code == 200, server.logs()
+    assert single.json() == {"prediction": expected[0], "model_version": version}
+    assert batch.json()["predictions"] == expected.tolist() == ["yes", "no"]
+    np.testing.assert_allclose(
+        batch.json()["probabilities"],
+        model.predict_proba(frame_of(MIXED_ROWS, frame)),
+        rtol=0,
+        atol=1e-12,
+    )
+    assert named.json()["predictions"] == expected.tolist()
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "invalid_value"
+    assert "('plan') must be a string, got 3" in refused.json()["error"]["message"]
+    assert metadata.json()["served_by"] == "sklearn"
 
 
 # --- gcloud: the deploy script ------------------------------------------------------

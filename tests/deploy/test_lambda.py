@@ -7,8 +7,9 @@ Parameter Store through moto. `osls print` shows what each param resolves to
 `osls package` (the maintained Serverless Framework v3 fork, installed by
 `npm ci`) builds the artifact from serverless.yml, once per profile (full: the
 pickle with scikit-learn; slim: the ONNX twin with onnxruntime); the tests open
-each, check its size against Lambda's limit, and run its handler under Python
-3.12 with nothing but the artifact and the runtime's boto3 on sys.path.
+each, check its size against Lambda's limit and what its slim patterns left
+out, and run its handler under Python 3.12 with nothing but the artifact and
+the runtime's boto3 on sys.path (the full profile also on a DataFrame pipeline).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import joblib
 import numpy as np
 import pytest
 
+from tests.deploy.frames import FRAME_COLUMNS, MIXED_ROWS, frame_of, publish_canonical
 from tests.support import (
     REPO,
     SEED_FEATURES,
@@ -834,6 +836,91 @@ def test_package_includes_the_pinned_python_dependencies(
     assert not [n for n in artifact_names if "/tests/" in n]
 
 
+# serverless.yml's slimPatterns: what no interpreter reads, the servers
+# functions-framework brings (apig-wsgi calls the Flask app itself), and the
+# scipy subpackages no scikit-learn module imports.
+BUILD_INPUTS = (".pyx", ".pxd", ".pxi", ".pxi.in", ".tp", ".pyi", ".c", ".cpp")
+BUILD_INPUTS += (".h", ".hpp", ".a")
+SERVER_STACK = {"gunicorn", "uvicorn", "uvicorn_worker", "starlette", "anyio"}
+SERVER_STACK |= {"h11", "idna", "watchdog", "bin"}
+UNUSED_SCIPY = {"signal", "odr", "fftpack", "datasets", "misc", "differentiate"}
+# Modules scikit-learn imports only for optional backends and its own build.
+OPTIONAL = {"Cython", "cupy", "dask", "torch", "pytest"}
+
+# Every scikit-learn module (but its tests), imported from the task root alone.
+IMPORT_EVERY_SKLEARN_MODULE = """
+import importlib, json, pkgutil, sys, warnings
+sys.path[:0] = [sys.argv[1]]
+warnings.simplefilter("ignore")
+import pandas, sklearn
+failed, count = {}, 0
+for found in pkgutil.walk_packages(sklearn.__path__, "sklearn."):
+    if ".tests" in found.name or found.name.endswith("conftest"):
+        continue
+    count += 1
+    try:
+        importlib.import_module(found.name)
+    except ImportError as exc:
+        failed[found.name] = exc.name or repr(exc)
+print(json.dumps({"count": count, "failed": failed}))
+"""
+
+
+def test_package_leaves_out_what_serving_never_reads_yet_every_sklearn_module_imports(
+    artifact_names: set[str], task_root: Path
+) -> None:
+    top_level = {n.split("/")[0] for n in artifact_names}
+    dist_names = {d.split("-")[0] for d in top_level if d.endswith(".dist-info")}
+    result = subprocess.run(
+        [str(PYTHON312), "-S", "-B", "-c", IMPORT_EVERY_SKLEARN_MODULE, str(task_root)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    missing = {name.split(".")[0] for name in report["failed"].values()}
+
+    assert not [n for n in artifact_names if n.endswith(BUILD_INPUTS)]
+    assert not SERVER_STACK & (top_level | dist_names)
+    scipy_parts = {n.split("/")[1] for n in artifact_names if n.startswith("scipy/")}
+    assert not UNUSED_SCIPY & scipy_parts
+    assert {"scipy/sparse/__init__.py", "scipy/cluster/hierarchy.py"} <= artifact_names
+    assert report["count"] > 300
+    assert missing <= OPTIONAL, report["failed"]
+
+
+def test_a_pickle_needing_a_left_out_scipy_subpackage_is_refused_naming_it(
+    task_root: Path, lambda_runtime: Path, tmp_path: Path
+) -> None:
+    import scipy.signal
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    rows = np.random.default_rng(3).normal(size=(80, 4))
+    model = make_pipeline(
+        FunctionTransformer(scipy.signal.detrend), LogisticRegression()
+    ).fit(rows, rows[:, 0] > 0)
+    joblib.dump(model, tmp_path / "detrend.pkl")
+    store = tmp_path / "store"
+    published = run_train(
+        *("publish", str(tmp_path / "detrend.pkl"), "--store", str(store)),
+        *("--name", "detrend", "--no-twin"),
+    )
+    assert published.returncode == 0, published.stderr
+    settings = {"MODEL_URI": str(store / "detrend"), "MODEL_RUNTIME": "sklearn"}
+    event = http_api_event("POST", "/predict", {"features": [0.1, 0.2, 0.3, 0.4]})
+
+    result = invoke_packaged(task_root, lambda_runtime, settings, [event], tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    (refused,) = map(answer, json.loads(result.stdout.splitlines()[-1]))
+
+    assert refused.status == 503
+    assert refused.body["error"]["code"] == "incompatible_model"
+    assert "module 'scipy.signal' is not installed" in refused.body["error"]["message"]
+
+
 def test_package_unzipped_fits_lambdas_250_mb_limit(
     lambda_package: LambdaPackage,
 ) -> None:
@@ -1015,8 +1102,10 @@ def invoke_packaged(
         **settings,
         **{k: v for k, v in os.environ.items() if k.startswith(("AWS_", "PYENV"))},
     }
+    # -B: /var/task is read-only, so Lambda never writes bytecode there either
+    # (here it would leave the module's task root with timestamp-checked .pyc).
     return subprocess.run(
-        [str(PYTHON312), "-S", "-c", script, str(task_root), str(runtime)],
+        [str(PYTHON312), "-S", "-B", "-c", script, str(task_root), str(runtime)],
         cwd=task_root,  # Lambda's working directory is the task root
         input=json.dumps(events),
         env=env,
@@ -1108,7 +1197,7 @@ sys.path[:0] = [sys.argv[1], sys.argv[2]]
 import lambda_main
 events = json.loads(sys.stdin.read())
 answers = [lambda_main.handler(event, None) for event in events]
-libraries = ("sklearn", "scipy", "joblib", "onnxruntime")
+libraries = ("sklearn", "scipy", "joblib", "pandas", "onnxruntime")
 print(json.dumps({
     "answers": answers,
     "findable": sorted(m for m in libraries if importlib.util.find_spec(m)),
@@ -1117,7 +1206,71 @@ print(json.dumps({
 """
 
 
-def test_slim_package_holds_onnxruntime_and_no_scikit_learn_scipy_or_joblib(
+def test_packaged_handler_serves_a_dataframe_pipeline_with_nulls_text_and_unseen_values(
+    lambda_package: LambdaPackage,
+    task_root: Path,
+    lambda_runtime: Path,
+    s3_env: dict,
+    tmp_path: Path,
+) -> None:
+    """The canonical mixed-type pipeline, published by the CLI, answers a null,
+    a string and an unseen category through the artifact's handler exactly as
+    its own predict does on a DataFrame."""
+    store = f"s3://{s3_env['BUCKET']}/models"
+    frame_published, _, frame = publish_canonical(
+        tmp_path / "frame", store, "frame", "--no-twin", env=s3_env
+    )
+    assert frame_published.returncode == 0, frame_published.stderr
+    version, published = published_from_s3(s3_env["BUCKET"], "frame")
+    # No API keys: the deployment these params make without apiKeysParameter.
+    settings = {**lambda_package.settings, "API_KEYS_SSM_PARAMETER": ""}
+    ordered = [[row[name] for name in FRAME_COLUMNS] for row in MIXED_ROWS]
+    refused_row = {**MIXED_ROWS[1], "income": "rich"}
+    events = [
+        http_api_event("POST", "/predict", {"features": MIXED_ROWS[0]}),
+        rest_api_event(
+            "POST", "/predict", {"instances": ordered, "probabilities": True}
+        ),
+        http_api_event("POST", "/predict", {"features": refused_row}),
+        http_api_event("GET", "/metadata"),
+    ]
+
+    served = invoke_packaged(
+        task_root,
+        lambda_runtime,
+        {**settings, "MODEL_URI": f"{store}/frame"},
+        events,
+        tmp_path,
+        script=INVOKE_REPORTING,
+    )
+    assert served.returncode == 0, served.stderr[-4000:]
+    report = json.loads(served.stdout.splitlines()[-1])
+    single, batch, refused, metadata = map(answer, report["answers"])
+    expected = published.predict(frame_of(MIXED_ROWS, frame))
+
+    assert "takes a pandas DataFrame" in frame_published.stdout
+    assert single.status == 200, served.stdout[-4000:]
+    assert single.body == {
+        "prediction": expected[0],
+        "model_version": version,
+    }
+    assert batch.body["predictions"] == expected.tolist() == ["yes", "no"]
+    assert batch.body["classes"] == published.classes_.tolist()
+    np.testing.assert_allclose(
+        batch.body["probabilities"],
+        published.predict_proba(frame_of(MIXED_ROWS, frame)),
+        rtol=0,
+        atol=1e-12,
+    )
+    assert refused.status == 400
+    assert refused.body["error"]["code"] == "invalid_value"
+    assert "('income')" in refused.body["error"]["message"]
+    assert '"rich"' in refused.body["error"]["message"]
+    assert metadata.body["served_by"] == "sklearn"
+    assert report["imported"] == ["joblib", "pandas", "scipy", "sklearn"]
+
+
+def test_slim_package_holds_onnxruntime_and_no_scikit_learn_scipy_joblib_or_pandas(
     slim_package: LambdaPackage,
 ) -> None:
     names = slim_package.names()
@@ -1133,7 +1286,7 @@ def test_slim_package_holds_onnxruntime_and_no_scikit_learn_scipy_or_joblib(
     for package, version in _pins("requirements-lambda-slim.txt").items():
         assert versions.get(package) == version, package
     assert not SLIM_DROPS & set(versions)
-    assert not {"sklearn", "scipy", "joblib", "scipy.libs"} & top_level
+    assert not {"sklearn", "scipy", "joblib", "pandas", "scipy.libs"} & top_level
     assert "boto3" not in versions  # the runtime's
     assert {"lambda_main.py", "main.py", "skserve/runtimes/onnx.py"} <= names
     assert slim_package.settings["MODEL_RUNTIME"] == "onnx"

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from skserve.errors import IncompatibleModel
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -72,3 +74,47 @@ class Runtime(Protocol):
         """Predict for rows the manifest's input schema accepted; BadRequest if
         the model cannot use these values or cannot give what is asked."""
         ...
+
+
+def known_classes(manifest: Manifest) -> frozenset[Any] | None:
+    """The manifest's classes as a set, for `check_answer` (None: no classes)."""
+    classes = manifest.data.get("classes")
+    if not isinstance(classes, list):
+        return None
+    try:
+        return frozenset(classes)
+    except TypeError:  # a list or object among them: no model has such a class
+        raise IncompatibleModel(
+            f"model {manifest.version}: its manifest's classes are not JSON scalars"
+        ) from None
+
+
+def check_answer(
+    prediction: Prediction, rows: int, classes: frozenset[Any] | None, version: str
+) -> Prediction:
+    """`prediction` if it answers every row once, with labels among the
+    manifest's `classes` (when it has them); else IncompatibleModel (a 503):
+    a crafted or broken artifact must not answer for a model it is not.
+    Nothing the artifact produced is echoed in the message."""
+    outputs = {
+        "predictions": prediction.labels,
+        "probabilities": prediction.probabilities,
+        "scores": prediction.scores,
+    }
+    for name, output in outputs.items():
+        if output is not None and (output.ndim < 1 or len(output) != rows):
+            raise IncompatibleModel(
+                f"model {version} gave {name} for {len(output) if output.ndim else 0} "
+                f"rows when asked about {rows}; refusing its answers"
+            )
+    if prediction.labels.ndim != 1:
+        raise IncompatibleModel(
+            f"model {version} gave more than one prediction per row; refusing its "
+            "answers"
+        )
+    if classes is not None and not set(prediction.labels.tolist()) <= classes:
+        raise IncompatibleModel(
+            f"model {version} predicted a label that is not one of its manifest's "
+            "classes; refusing its answers"
+        )
+    return prediction

@@ -17,7 +17,13 @@ import numpy as np
 from skserve.errors import BadRequest, Code, IncompatibleModel
 from skserve.logs import clip, log
 from skserve.manifest import Manifest
-from skserve.runtimes.base import LoadOptions, Prediction
+from skserve.runtimes.base import (
+    LoadOptions,
+    Prediction,
+    check_answer,
+    known_classes,
+)
+from skserve.runtimes.onnx_bytes import MalformedModel, external_reference
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -53,6 +59,7 @@ class OnnxRuntime:
         self._classes = classes
         self._max_abs = max_abs
         self._codes = code_lookups(self.schema)
+        self._known = known_classes(manifest) if classes is not None else None
         self._integer_labels = manifest.task == "clustering"
         self._wanted = [outputs["labels" if "labels" in outputs else "values"]]
         if classes is not None:
@@ -105,6 +112,7 @@ class OnnxRuntime:
             raise IncompatibleModel(f"model {version}: its twin has no values output")
         else:
             classes = None
+        _refuse_external_data(data, version)
         session = _session(data, version)
         _check_session(session, input_name, outputs, manifest)
         return cls(
@@ -182,11 +190,12 @@ class OnnxRuntime:
                     "number; check their magnitude",
                     code=Code.INVALID_VALUE,
                 )
-        return Prediction(
+        prediction = Prediction(
             labels=labels,
             probabilities=proba,
             classes=list(self._classes) if probabilities and self._classes else None,
         )
+        return check_answer(prediction, len(table), self._known, self.manifest.version)
 
     def _as_classes(self, raw: np.ndarray) -> np.ndarray:
         """The manifest's class for each label the twin gave (by equality)."""
@@ -204,8 +213,8 @@ class OnnxRuntime:
             known, index = np.zeros(len(raw), dtype=bool), None
         if index is None or not np.all(known):
             raise IncompatibleModel(
-                f"model {self.manifest.version}: its twin predicted "
-                f"{raw[~known][0]!r}, which is not one of the manifest's classes"
+                f"model {self.manifest.version}: its twin predicted a label that is "
+                "not one of the manifest's classes; refusing its answers"
             )
         return self._typed[index]
 
@@ -258,6 +267,20 @@ def session_options() -> onnxruntime.SessionOptions:
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return options
+
+
+def _refuse_external_data(data: bytes, version: str) -> None:
+    """IncompatibleModel if the twin refers to data outside its own bytes."""
+    try:
+        problem = external_reference(data)
+    except MalformedModel as exc:
+        problem = f"its protobuf encoding is unreadable ({exc})"
+    if problem:
+        log("ERROR", f"twin of model {version} refused: {problem}")
+        raise IncompatibleModel(
+            f"the ONNX twin of model {version} refers to data outside its own "
+            "bytes; refusing to load it"
+        )
 
 
 def _session(data: bytes, version: str) -> onnxruntime.InferenceSession:

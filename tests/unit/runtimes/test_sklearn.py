@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -169,3 +172,45 @@ def test_a_model_fitted_on_a_dataframe_gets_its_own_answers_to_the_last_bit() ->
     # ... which a row-major copy of the same values does not get here.
     row_major = model.predict_proba(np.ascontiguousarray(rows))
     assert not np.array_equal(row_major, model.predict_proba(frame))
+
+
+def test_a_numeric_model_loads_without_importing_pandas() -> None:
+    # In a fresh interpreter: this one imported pandas long ago.
+    code = (
+        "import json, pickle, sys\n"
+        "sys.path.insert(0, 'function')\n"
+        "import numpy as np\n"
+        "from skserve.manifest import Manifest\n"
+        "from skserve.runtimes.base import LoadOptions\n"
+        "from skserve.runtimes.sklearn import SklearnRuntime\n"
+        "from importlib.metadata import version\n"
+        f"data = {pickle.dumps(DecisionTreeClassifier().fit(X, [0, 0, 1, 1]))!r}\n"
+        "manifest = Manifest({'name': 'm', 'version': 'v1', 'task': 'classification',"
+        " 'n_features': 2, 'files': {}, 'classes': [0, 1],"
+        " 'environment': {'scikit-learn': version('scikit-learn')}})\n"
+        "SklearnRuntime.load(manifest, {'model.pkl': data}, LoadOptions())\n"
+        "print(json.dumps('pandas' in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[3],
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "false"
+
+
+def test_a_pickle_that_holds_a_pandas_object_still_loads() -> None:
+    import pandas as pd
+
+    from skserve.runtimes.sklearn import _unpickle
+
+    model = DecisionTreeClassifier().fit(X, [0, 0, 1, 1])
+    model.note = pd.Series([1, 2])  # a user's extra attribute
+
+    loaded = _unpickle(pickle.dumps(model), hide_pandas=True)
+
+    assert isinstance(loaded.note, pd.Series)
