@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 8080
+# The development server unpickles models: reachable from this machine only,
+# unless HOST says otherwise (HOST=0.0.0.0 make run).
+HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
 
 .PHONY: run web chromium wrk test test-fast lint format bench clean
@@ -32,7 +35,7 @@ model-store/default/LATEST: | $(BIN)/.installed-run
 	$(BIN)/python -m train
 
 run: $(BIN)/.installed-run model-store/default/LATEST
-	$(BIN)/functions-framework --source function/main.py --target predict --port $(PORT)
+	$(BIN)/functions-framework --source function/main.py --target predict --host $(HOST) --port $(PORT)
 
 # The demo page (web/) on :$(WEB_PORT) beside `make run`; start the function with
 # CORS_ALLOW_ORIGINS=http://127.0.0.1:$(WEB_PORT) so the page may call it.

@@ -133,9 +133,16 @@ def publish_estimator(root: Path, model: Any, **facts: Any) -> str:
     return manifest.version
 
 
+def latest_version(model_dir: Path) -> str:
+    """The version a model's LATEST names (a plain id, or a signed pointer)."""
+    from skserve.loader import parse_pointer
+
+    return parse_pointer((model_dir / "LATEST").read_bytes()).version
+
+
 def published_model(model_dir: Path) -> Any:
     """The estimator exactly as published (to compare against its own predictions)."""
-    version = (model_dir / "LATEST").read_text().strip()
+    version = latest_version(model_dir)
     data = (model_dir / "versions" / version / "model.pkl").read_bytes()
     return joblib.load(io.BytesIO(data))
 
@@ -240,7 +247,7 @@ def publish_signed(store: Path, key: str | None, name: str = "m") -> str:
         assert train(args) == 0
     finally:
         os.environ.pop("MODEL_SIGNING_KEY", None)
-    return (store / name / "LATEST").read_text().strip()
+    return latest_version(store / name)
 
 
 class FunctionServer:

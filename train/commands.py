@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from skserve.errors import ObjectNotFound
-from skserve.loader import LATEST_MAX_BYTES
+from skserve.loader import LATEST_MAX_BYTES, parse_pointer
 from skserve.manifest import LATEST, MANIFEST, MAX_MANIFEST_BYTES, Manifest
 from skserve.rows import Table
 from skserve.schema import InputSchema
@@ -74,6 +74,10 @@ def _twin(
     twin = build_twin(model, reference, seed=args.seed, schema=schema)
     if isinstance(twin, NoTwin):
         print(f"no ONNX twin: {twin.reason}")
+        print(
+            "note: a slim deployment (Lambda's default) cannot serve this version; "
+            "deploy the full profile to serve it"
+        )
         return None
     twin.facts["parity"]["reference"] = source
     return twin
@@ -216,7 +220,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Versions newest first, with metrics; `*` marks the one LATEST names."""
     model_uri, store = _model_store(args)
     try:
-        latest = store.read(LATEST, max_bytes=LATEST_MAX_BYTES).decode().strip()
+        latest = parse_pointer(store.read(LATEST, max_bytes=LATEST_MAX_BYTES)).version
     except ObjectNotFound:
         latest = None
     versions = sorted(

@@ -10,7 +10,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from skserve.errors import IntegrityError, ObjectNotFound, PreconditionFailed
-from skserve.loader import LATEST_MAX_BYTES, read_artifact
+from skserve.loader import (
+    LATEST_MAX_BYTES,
+    parse_pointer,
+    pointer_bytes,
+    read_artifact,
+)
 from skserve.manifest import (
     LATEST,
     MANIFEST,
@@ -97,23 +102,37 @@ def promote_version(
     _verify_files(store, manifest)
     try:
         raw, token = store.read_token(LATEST, max_bytes=LATEST_MAX_BYTES)
-        previous: str | None = raw.decode("utf-8", "replace").strip()
+        previous: str | None = _version_of(raw)
     except ObjectNotFound:
         token, previous = None, None
+    # Signed, LATEST names the model and the promotion time: a promotion, even
+    # a rollback to an older version, is always newer than the one it replaces.
+    pointer = pointer_bytes(
+        version,
+        name=str(manifest.data.get("name", "")),
+        signing_key=signing_keys[0] if signing_keys else None,
+        now=datetime.now(UTC) if signing_keys else None,
+    )
     try:
-        store.write(
-            LATEST, f"{version}\n".encode(), if_absent=token is None, if_token=token
-        )
+        store.write(LATEST, pointer, if_absent=token is None, if_token=token)
     except PreconditionFailed:
         # A retried conditional write may find our own first attempt in place.
         now = store.read(LATEST, max_bytes=LATEST_MAX_BYTES)
-        if now.decode("utf-8", "replace").strip() == version:
+        if now == pointer:
             return previous
         raise PreconditionFailed(
             f"LATEST was moved by another publisher while promoting {version}; "
             f"run `python -m train list` and promote again if still wanted"
         ) from None
     return previous
+
+
+def _version_of(raw: bytes) -> str:
+    """The version a LATEST names (its text, cut short, if it names none)."""
+    try:
+        return parse_pointer(raw).version
+    except IntegrityError:
+        return raw.decode("utf-8", "replace").strip()[:80]
 
 
 def _verify_files(store: Store, manifest: Manifest) -> None:

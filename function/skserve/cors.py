@@ -30,6 +30,34 @@ def allowed_origin(request: flask.Request, origins: Sequence[str]) -> str | None
     return origin if origin in origins else None
 
 
+def cross_site_refusal(request: flask.Request, origins: Sequence[str]) -> str | None:
+    """Why a browser request from another site may not reach the model (None:
+    it may). A browser sends Origin with every cross-origin request, no-cors
+    ones included (whose answer it hides but whose work is done), and
+    Sec-Fetch-Site with the rest; clients that send neither (curl,
+    tritonclient, servers) are not browsers and pass."""
+    origin = request.headers.get("Origin")
+    if origin is not None:
+        if "*" in origins or origin in origins or origin == _own_origin(request):
+            return None
+        shown = origin if len(origin) <= 100 else origin[:97] + "..."
+        return (
+            f"requests from origin {shown!r} are not allowed; add it to "
+            "CORS_ALLOW_ORIGINS to let its pages call this function"
+        )
+    if request.headers.get("Sec-Fetch-Site") == "cross-site" and "*" not in origins:
+        return (
+            "a cross-site browser request without an Origin is not allowed; "
+            "call the function from an origin in CORS_ALLOW_ORIGINS"
+        )
+    return None
+
+
+def _own_origin(request: flask.Request) -> str:
+    """The function's own origin, as a browser on its own pages sends it."""
+    return f"{request.scheme}://{request.host}"
+
+
 def preflight(
     request: flask.Request, origins: Sequence[str], allow: str
 ) -> flask.Response:

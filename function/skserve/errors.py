@@ -24,6 +24,7 @@ class Code(StrEnum):
     PROBABILITIES_UNSUPPORTED = "probabilities_unsupported"
     SCORES_UNSUPPORTED = "scores_unsupported"
     UNAUTHORIZED = "unauthorized"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     PAYLOAD_TOO_LARGE = "payload_too_large"
@@ -69,6 +70,10 @@ class Unauthorized(ServingError):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="predict"'}
+
+
+class Forbidden(ServingError):
+    status, code = 403, Code.ORIGIN_NOT_ALLOWED
 
 
 class NotFound(ServingError):

@@ -11,9 +11,10 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 from skserve.errors import Unavailable
-from skserve.loader import LoadedModel
+from skserve.loader import LoadedModel, Pointer
 from skserve.logs import log, log_exception
 
 
@@ -21,13 +22,15 @@ class ModelHolder:
     """Holds the current model: lazy first load, retry after failure, hot refresh.
 
     A failed load is never cached: requests inside the backoff window get the
-    same 503 at once; the first request after it tries again.
+    same 503 at once; the first request after it tries again. A refresh never
+    moves to a promotion older than the one being served (a replayed signed
+    LATEST); a rollback with `train promote` is a new promotion, and is taken.
     """
 
     def __init__(
         self,
         fetch: Callable[[str], LoadedModel],
-        latest: Callable[[], str],
+        latest: Callable[[], Pointer | str],
         *,
         pinned: str | None = None,
         refresh_seconds: int = 0,
@@ -47,6 +50,7 @@ class ModelHolder:
         self._retry_at = 0.0
         self._last_error: Unavailable | None = None
         self._next_check = 0.0
+        self._promoted_at: datetime | None = None  # of the version being served
         self.loads = 0  # successful loads, for logs and tests
 
     @property
@@ -71,7 +75,9 @@ class ModelHolder:
         if self._last_error is not None and now < self._retry_at:
             raise self._unavailable(self._last_error, self._retry_at - now)
         try:
-            model = self._load(self._pinned or self._latest())
+            pointer = Pointer(self._pinned) if self._pinned else self._pointer()
+            model = self._load(pointer.version)
+            self._promoted_at = pointer.promoted_at
         except Exception as exc:
             error = exc if isinstance(exc, Unavailable) else None
             if error is None:
@@ -107,9 +113,20 @@ class ModelHolder:
             return model
         try:
             self._next_check = self._clock() + self._refresh
-            latest = self._latest()
-            if latest != model.version:
-                self._model = model = self._load(latest)
+            pointer = self._pointer()
+            if self._older(pointer):
+                log(
+                    "WARNING",
+                    f"LATEST points at {pointer.version}, promoted before the "
+                    f"promotion of {model.version} being served; keeping "
+                    f"{model.version} (promote a version again to move to it)",
+                    model_version=model.version,
+                )
+            elif pointer.version != model.version:
+                self._model = model = self._load(pointer.version)
+                self._promoted_at = pointer.promoted_at
+            elif pointer.promoted_at is not None:
+                self._promoted_at = pointer.promoted_at
         except Exception as exc:
             message = exc.message if isinstance(exc, Unavailable) else repr(exc)
             log(
@@ -120,6 +137,16 @@ class ModelHolder:
         finally:
             self._refresh_lock.release()
         return model
+
+    def _pointer(self) -> Pointer:
+        latest = self._latest()
+        return latest if isinstance(latest, Pointer) else Pointer(latest)
+
+    def _older(self, pointer: Pointer) -> bool:
+        """Whether `pointer` is a promotion older than the one being served."""
+        if pointer.promoted_at is None or self._promoted_at is None:
+            return False
+        return pointer.promoted_at < self._promoted_at
 
     @staticmethod
     def _unavailable(error: Unavailable, wait: float) -> Unavailable:

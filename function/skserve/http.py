@@ -6,7 +6,6 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import flask
@@ -31,10 +30,15 @@ def request_id(request: flask.Request) -> str:
 
 
 def stamp(response: flask.Response, rid: str, model_version: str | None) -> None:
-    """The headers every answer carries: the request id and the model version
-    that answered ("none" when no model was used or loaded)."""
-    response.headers["X-Request-Id"] = rid
-    response.headers["X-Model-Version"] = model_version or "none"
+    """The headers every answer carries: the request id, the model version
+    that answered ("none" when no model was used or loaded), and that no
+    browser may guess another type than JSON (an error may echo markup from
+    the path) nor any cache keep an answer (predictions are per request)."""
+    headers = response.headers
+    headers["X-Request-Id"] = rid
+    headers["X-Model-Version"] = model_version or "none"
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Cache-Control"] = "no-store"
 
 
 def json_response(
@@ -71,16 +75,13 @@ def read_body(request: flask.Request, limit: int) -> bytes:
     return body
 
 
-def decode_json(
-    data: bytes | str,
-    *,
-    what: str,
-    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
-) -> Any:
+def decode_json(data: bytes | str, *, what: str) -> Any:
     """json.loads, every failure a 400 `invalid_json` saying what is wrong with
-    `what` ("body", "the request")."""
+    `what` ("body", "the request"). Duplicate keys are refused in every
+    protocol: which value was meant is ambiguous, and a proxy or logger that
+    takes the other one would read a different request than the model scores."""
     try:
-        return json.loads(data, object_pairs_hook=object_pairs_hook)
+        return json.loads(data, object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:
         raise BadRequest(
             f"{what} is not UTF-8 encoded JSON", code=Code.INVALID_JSON
@@ -94,6 +95,15 @@ def decode_json(
         raise BadRequest("JSON is nested too deeply", code=Code.INVALID_JSON) from None
     except ValueError as exc:  # duplicate keys; integers beyond Python's digit limit
         raise BadRequest(f"unusable JSON: {exc}", code=Code.INVALID_JSON) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {duplicate[:40]!r}")
+    return data
 
 
 # A JSON string, quotes included (unrolled so long strings match in one pass).

@@ -6,10 +6,14 @@ is not trusted until its signature does (when signing keys are configured).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from skserve.errors import (
+    Code,
     IncompatibleModel,
     IntegrityError,
     ObjectNotFound,
@@ -26,10 +30,11 @@ from skserve.manifest import (
 )
 from skserve.runtimes import RUNTIMES, LoadOptions, Runtime, runtime_class
 from skserve.schema import InputSchema
-from skserve.signing import verify
+from skserve.signing import signature, verified, verify
 from skserve.storage import Store
 
-LATEST_MAX_BYTES = 1024  # a version id and a newline; anything longer is not one
+# A version id and a newline, or a signed pointer; anything longer is neither.
+LATEST_MAX_BYTES = 1024
 
 
 @dataclass(frozen=True)
@@ -48,12 +53,95 @@ class LoadedModel:
         return self.manifest.input_schema
 
 
-def read_latest(store: Store) -> str:
-    """The promoted version id of the model rooted at `store`."""
-    text = store.read(LATEST, max_bytes=LATEST_MAX_BYTES)
-    text = text.decode("utf-8", "replace").strip()
+@dataclass(frozen=True)
+class Pointer:
+    """What LATEST says: the promoted version, and when it was promoted (for a
+    signed pointer; None for a plain version id)."""
+
+    version: str
+    promoted_at: datetime | None = None
+
+
+def pointer_bytes(
+    version: str, *, name: str, signing_key: str | None, now: datetime | None
+) -> bytes:
+    """LATEST's content: the version id, or with a signing key a signed JSON
+    object binding the version, the model's name and the promotion time (so a
+    pointer can neither be forged, nor copied from another model, nor replayed
+    to roll running instances back)."""
+    if signing_key is None or now is None:
+        return f"{check_version(version)}\n".encode()
+    stamp = (
+        now.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
+    data = {"version": check_version(version), "name": name, "promoted_at": stamp}
+    data["signature"] = signature(data, signing_key)
+    return json.dumps(data, sort_keys=True).encode() + b"\n"
+
+
+def parse_pointer(
+    raw: bytes, *, signing_keys: Sequence[str] = (), name: str | None = None
+) -> Pointer:
+    """LATEST's content as a Pointer. With signing keys only a pointer signed
+    by one of them for model `name` is accepted; IntegrityError otherwise."""
+    text = raw.decode("utf-8", "replace").strip()
+    if not text.startswith("{"):
+        if signing_keys:
+            raise IntegrityError(
+                "LATEST is not signed, and MODEL_SIGNING_KEY requires a signed "
+                "promotion; promote the version again with MODEL_SIGNING_KEY set",
+                code=Code.SIGNATURE_INVALID,
+            )
+        return Pointer(_version_in(text))
     try:
-        return check_version(text)
+        data = json.loads(text)
+        version = _version_in(data["version"])
+        promoted_at = datetime.fromisoformat(data["promoted_at"].replace("Z", "+00:00"))
+        if promoted_at.tzinfo is None:
+            raise ValueError("no time zone")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
+        log("ERROR", f"LATEST is malformed: {clip(repr(text), 100)}")
+        raise IntegrityError(
+            "LATEST does not hold a valid model version id; promote a version "
+            "with `python -m train promote`"
+        ) from None
+    if signing_keys:
+        signed_by = verified(
+            data,
+            signing_keys,
+            what=f"LATEST (pointing at {version})",
+            fix="promote the version again with MODEL_SIGNING_KEY set",
+        )
+        if name is not None and data.get("name") != name:
+            log(
+                "ERROR",
+                f"LATEST was signed for model {clip(repr(data.get('name')), 100)}",
+            )
+            raise IntegrityError(
+                f"LATEST was signed for another model, not {name!r}",
+                code=Code.SIGNATURE_INVALID,
+            )
+        log("INFO", f"LATEST ({version}) signed by key {signed_by}")
+    return Pointer(version, promoted_at)
+
+
+def read_pointer(
+    store: Store, *, signing_keys: Sequence[str] = (), name: str | None = None
+) -> Pointer:
+    """The promoted version of the model rooted at `store` (see parse_pointer)."""
+    raw = store.read(LATEST, max_bytes=LATEST_MAX_BYTES)
+    return parse_pointer(raw, signing_keys=signing_keys, name=name)
+
+
+def read_latest(store: Store, *, signing_keys: Sequence[str] = ()) -> str:
+    """The promoted version id of the model rooted at `store`."""
+    return read_pointer(store, signing_keys=signing_keys).version
+
+
+def _version_in(text: Any) -> str:
+    """`text` if it is a version id; IntegrityError naming no stored bytes."""
+    try:
+        return check_version(text if isinstance(text, str) else "")
     except IntegrityError:
         # What LATEST holds is stored bytes: the log may see some, clients none.
         log("ERROR", f"LATEST holds no version id: {clip(repr(text), 100)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import threading
 import traceback
@@ -99,19 +100,33 @@ def _url(environ: Mapping[str, Any]) -> str:
     return f"{environ.get('wsgi.url_scheme', 'http')}://{host}{target}"
 
 
+# Cloud Trace's header: TRACE_ID/SPAN_ID;o=OPTIONS, a 32-hex-digit trace id and
+# a decimal span id (an unsigned 64-bit integer); W3C's traceparent:
+# version-trace_id-parent_id-flags in lower-case hex. Anything else is dropped,
+# never logged: a client's header must not be able to fill the log line.
+_CLOUD_TRACE = re.compile(r"([0-9a-fA-F]{32})(?:/([0-9]{1,20}))?(?:;o=[0-9]{1,2})?")
+_TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
+
+
 def trace_fields(headers: Mapping[str, str], project: str = "") -> dict[str, str]:
-    """Cloud Logging trace fields from X-Cloud-Trace-Context or W3C traceparent."""
+    """Cloud Logging trace fields from X-Cloud-Trace-Context or W3C traceparent,
+    when the header has its documented form (else none)."""
     trace = span = ""
     cloud = headers.get("X-Cloud-Trace-Context", "")
     parent = headers.get("traceparent", "")
     if cloud:
-        trace, _, rest = cloud.partition("/")
-        span = rest.partition(";")[0]
-    elif parent.count("-") == 3:
-        _, trace, span, _ = parent.split("-")
-    if not trace or not all(c in "0123456789abcdefABCDEF" for c in trace):
+        found = _CLOUD_TRACE.fullmatch(cloud.strip())
+        if found:
+            trace, span = found[1], found[2] or ""
+            if span and int(span) >= 2**64:
+                span = ""
+    elif parent:
+        found = _TRACEPARENT.fullmatch(parent.strip())
+        if found and found[1] != "0" * 32:
+            trace, span = found[1], found[2]
+    if not trace or trace.strip("0") == "":
         return {}
     fields = {TRACE: f"projects/{project}/traces/{trace}" if project else trace}
-    if span.isalnum():
+    if span and span.strip("0"):
         fields[SPAN] = span
     return fields

@@ -12,11 +12,11 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, MapAdapter, RoutingException, Rule
 
 from skserve.auth import check_api_key
-from skserve.cors import add_cors_headers, preflight
-from skserve.errors import MethodNotAllowed, NotFound, ServingError
+from skserve.cors import add_cors_headers, cross_site_refusal, preflight
+from skserve.errors import Forbidden, MethodNotAllowed, NotFound, ServingError
 from skserve.holder import ModelHolder
 from skserve.http import discard_unread_body, request_id, stamp
-from skserve.loader import LoadedModel, fetch_model, read_latest
+from skserve.loader import LoadedModel, fetch_model, read_pointer
 from skserve.logs import clip, log_exception, log_request
 from skserve.protocols import Endpoint, Protocol, load_protocols, owner_of
 from skserve.runtimes import LoadOptions
@@ -45,7 +45,9 @@ class Service:
                 signing_keys=settings.signing_keys,
                 max_model_bytes=settings.max_model_bytes,
             ),
-            lambda: read_latest(self.store),
+            lambda: read_pointer(
+                self.store, signing_keys=settings.signing_keys, name=location.name
+            ),
             pinned=location.pinned,
             refresh_seconds=settings.refresh_seconds,
         )
@@ -127,9 +129,16 @@ class Service:
         if request.method == "OPTIONS":  # CORS preflights never need a key
             allow = ", ".join(_allow(adapter, path))
             return preflight(request, self.settings.cors_allow_origins, allow)
-        if self.settings.api_keys and not (
+        public = (
             rule.endpoint in self._public if rule else self._is_public(adapter, path)
-        ):
+        )
+        if not public:
+            # A page on a site not allowed must not make its visitors' browsers
+            # spend the function's work (a no-cors POST is still served).
+            refusal = cross_site_refusal(request, self.settings.cors_allow_origins)
+            if refusal:
+                raise Forbidden(refusal)
+        if self.settings.api_keys and not public:
             check_api_key(request, self.settings.api_keys)
         if rule is not None:
             return rule.endpoint(request, **arguments)

@@ -35,43 +35,53 @@ def _mac(key: str, data: dict[str, Any]) -> str:
     return hmac.new(key.encode(), canonical(data), hashlib.sha256).hexdigest()
 
 
+def signature(data: dict[str, Any], key: str) -> dict[str, str]:
+    """The `signature` field for `data`, made with `key`."""
+    return {"alg": ALGORITHM, "key_id": key_id(key), "value": _mac(key, data)}
+
+
 def sign(manifest: Manifest, key: str) -> Manifest:
     """A copy of `manifest` carrying a signature made with `key`."""
-    signature = {
-        "alg": ALGORITHM,
-        "key_id": key_id(key),
-        "value": _mac(key, manifest.data),
-    }
-    return Manifest({**manifest.data, "signature": signature})
+    return Manifest({**manifest.data, "signature": signature(manifest.data, key)})
 
 
 def verify(manifest: Manifest, keys: Sequence[str]) -> str:
-    """Return the id of the key that signed `manifest`; IntegrityError otherwise.
+    """Return the id of the key that signed `manifest`; IntegrityError otherwise."""
+    return verified(
+        manifest.data,
+        keys,
+        what=f"manifest of {manifest.version}",
+        fix="publish it with MODEL_SIGNING_KEY set",
+    )
+
+
+def verified(data: dict[str, Any], keys: Sequence[str], *, what: str, fix: str) -> str:
+    """The id of the key whose signature `data` carries; IntegrityError
+    (signature_invalid) naming `what` and how to `fix` it otherwise.
 
     Every key is tried, in constant time per key, whatever matched before.
     """
-    signature = manifest.data.get("signature")
-    if not isinstance(signature, dict) or not isinstance(signature.get("value"), str):
+    signed = data.get("signature")
+    if not isinstance(signed, dict) or not isinstance(signed.get("value"), str):
         raise IntegrityError(
-            f"manifest of {manifest.version} is not signed, and MODEL_SIGNING_KEY "
-            "requires signed models; publish it with MODEL_SIGNING_KEY set",
+            f"{what} is not signed, and MODEL_SIGNING_KEY requires signed models; "
+            f"{fix}",
             code=Code.SIGNATURE_INVALID,
         )
-    if signature.get("alg") != ALGORITHM:
+    if signed.get("alg") != ALGORITHM:
         raise IntegrityError(
-            f"manifest of {manifest.version} is signed with another algorithm; "
-            f"only {ALGORITHM} is accepted",
+            f"{what} is signed with another algorithm; only {ALGORITHM} is accepted",
             code=Code.SIGNATURE_INVALID,
         )
     matched = ""
+    given = signed["value"].encode("utf-8", "replace")
     for key in keys:
-        given = signature["value"].encode("utf-8", "replace")
-        if hmac.compare_digest(_mac(key, manifest.data).encode(), given):
+        if hmac.compare_digest(_mac(key, data).encode(), given):
             matched = key_id(key)
     if not matched:
         raise IntegrityError(
-            f"manifest of {manifest.version} has a signature that matches none of the "
-            f"{len(keys)} configured MODEL_SIGNING_KEY key(s); refusing to load it",
+            f"{what} has a signature that matches none of the {len(keys)} "
+            "configured MODEL_SIGNING_KEY key(s); refusing to load it",
             code=Code.SIGNATURE_INVALID,
         )
     return matched

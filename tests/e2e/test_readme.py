@@ -19,6 +19,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,8 +184,15 @@ def script(chosen: list[Block]) -> tuple[str, list[tuple[Block, Command]]]:
     them into one terminal; `@@N@@` lines split the output by command."""
     lines = [
         "set -eo pipefail",
+        # A server block must be the one answering its URL: its port must be
+        # free before it starts (else another server, not the README's, would
+        # answer), and it must still be running once the URL answers.
+        'readme_free() { if curl -s -o /dev/null "$1"; then echo "$1 is already '
+        'answering: another server holds its port"; return 1; fi; }',
         'readme_wait() { for _ in $(seq 1200); do curl -sf "$1" >/dev/null && '
-        'return 0; sleep 0.25; done; echo "$1 never answered"; return 1; }',
+        'kill -0 "$2" 2>/dev/null && return 0; kill -0 "$2" 2>/dev/null || '
+        '{ echo "the server for $1 exited"; return 1; }; sleep 0.25; done; '
+        'echo "$1 never answered"; return 1; }',
     ]
     order: list[tuple[Block, Command]] = []
     for block in chosen:
@@ -193,9 +201,10 @@ def script(chosen: list[Block]) -> tuple[str, list[tuple[Block, Command]]]:
             lines.append(f"printf '\\n@@{len(order)}@@\\n'")
             order.append((block, command))
             if block.marker == "server":  # the URL it serves is the marker's text
+                lines.append(f"readme_free {block.why}")
                 # On lines of its own: the command may end in a `# comment`.
                 lines += ["(", command.text, f") >server-{len(order)}.log 2>&1 &"]
-                lines.append(f"readme_wait {block.why}")
+                lines.append(f'readme_wait {block.why} "$!"')
             else:
                 lines.append(command.text)
     return "\n".join(lines) + "\n", order
@@ -245,3 +254,50 @@ def test_the_readme_examples_run_verbatim(fresh_copy: Path) -> None:
             + "\nbut the README shows\n"
             + "\n".join(command.expected)
         )
+
+
+def test_a_server_block_fails_when_another_server_holds_its_port(
+    tmp_path: Path,
+) -> None:
+    """Someone else's server on the port must not stand in for the README's."""
+    import socket
+    import sys
+
+    from tests.support import free_port
+
+    port = free_port()
+    other = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(200):  # until the other server listens
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/"
+        text = (
+            f"<!-- readme: server {url} -->\n```sh\n"
+            f"python3 -m http.server {port} --bind 127.0.0.1\n```\n"
+            "```sh\necho after\n```\n"
+        )
+        code, _ = script(blocks(text))
+
+        result = subprocess.run(
+            ["bash", "-c", code],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            start_new_session=True,
+        )
+    finally:
+        other.terminate()
+        other.wait(timeout=10)
+
+    assert result.returncode != 0
+    assert "already answering: another server holds its port" in result.stdout
+    assert "after" not in result.stdout

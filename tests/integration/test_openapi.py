@@ -108,6 +108,10 @@ SCENARIOS = {
         Scenario("model cannot be loaded", env={"MODEL_URI": EMPTY_STORE}),
         Scenario("invalid setting", env={"MAX_ROWS": "abc"}),
         Scenario(
+            "a page on a site not allowed",
+            headers={"Origin": "https://elsewhere.example"},
+        ),
+        Scenario(
             "CORS preflight",
             env={"CORS_ALLOW_ORIGINS": "https://app.example"},
             headers={
@@ -127,6 +131,7 @@ PRODUCERS = {
     "204": ["seed request", "CORS preflight"],
     "400": ["malformed JSON"],
     "401": ["no API key", "wrong API key"],
+    "403": ["a page on a site not allowed"],
     "413": ["body over MAX_BODY_BYTES", "rows over MAX_ROWS"],
     "415": ["text/plain body"],
     "500": ["invalid setting"],

@@ -13,7 +13,13 @@ import pytest
 from skserve.manifest import LATEST, MANIFEST, Manifest, sha256_hex
 from skserve.runtimes.sklearn import ARTIFACT
 from skserve.signing import key_id
-from tests.support import SEED_FEATURES, UnpicklingMarker, call, publish_signed
+from tests.support import (
+    SEED_FEATURES,
+    UnpicklingMarker,
+    call,
+    latest_version,
+    publish_signed,
+)
 
 KEY = "k" * 32
 OLD_KEY = "o" * 32
@@ -119,26 +125,42 @@ def test_signature_covers_every_field(tmp_path: Path) -> None:
 def test_a_signed_version_of_another_model_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A valid signature proves who published; the name proves for which model."""
+    """A valid signature proves who published; the name proves for which model:
+    neither the pointer nor the version of model m serves as model fraud."""
+    from datetime import UTC, datetime
+
+    from skserve.loader import pointer_bytes
+
     version = publish_signed(tmp_path, KEY)
     fraud = tmp_path / "fraud"
     (fraud / "versions").mkdir(parents=True)
     shutil.copytree(_folder(tmp_path, version), fraud / "versions" / version)
-    (fraud / LATEST).write_text(version)
+    (fraud / LATEST).write_bytes((tmp_path / "m" / LATEST).read_bytes())
     os.environ.update(MODEL_URI=str(fraud), MODEL_SIGNING_KEY=KEY)
 
-    response = call(json=SEED)
+    copied_pointer = call(json=SEED)
+    # Even a pointer signed for fraud (by whoever holds the key) cannot make
+    # m's version serve as fraud: its manifest names m.
+    (fraud / LATEST).write_bytes(
+        pointer_bytes(version, name="fraud", signing_key=KEY, now=datetime.now(UTC))
+    )
+    import main
 
-    message = response.get_json()["error"]["message"]
-    assert response.status_code == 503
+    main._service = None
+    copied_version = call(json=SEED)
+
+    pointer_message = copied_pointer.get_json()["error"]["message"]
+    message = copied_version.get_json()["error"]["message"]
+    assert copied_pointer.status_code == copied_version.status_code == 503
+    assert "LATEST was signed for another model, not 'fraud'" in pointer_message
     assert "was published for another model, not 'fraud'" in message
-    assert "'m'" not in message  # what the store holds is for the log only
+    assert "'m'" not in message + pointer_message  # the store's text: logs only
     assert "was published as model 'm'" in capsys.readouterr().out
 
 
 def test_non_ascii_digest_in_a_manifest_is_an_integrity_error(served: Path) -> None:
     os.environ["MODEL_RUNTIME"] = "sklearn"  # the file whose digest is broken
-    version = (served / LATEST).read_text().strip()
+    version = latest_version(served)
     path = served / "versions" / version / MANIFEST
     data = json.loads(path.read_text())
     data["files"][ARTIFACT]["sha256"] = "é" * 64
@@ -282,7 +304,7 @@ def test_one_structured_log_line_per_request(
     )
     assert first["logging.googleapis.com/spanId"] == "123"
     assert first["rows"] == 3 and first["cold_start"] is True
-    assert first["model_version"] == (served / LATEST).read_text().strip()
+    assert first["model_version"] == latest_version(served)
     assert first["request_id"]
     assert second["severity"] == "WARNING" and second["cold_start"] is False
 

@@ -286,5 +286,5 @@ def test_a_float_matrix_holds_booleans_as_zero_or_one_only() -> None:
         [1.0],
         [0.0],
     ]
-    with pytest.raises(BadRequest, match="must be true or false, got 0.5"):
+    with pytest.raises(BadRequest, match=r"must be true or false, got 0\.5"):
         from_matrix(np.array([[0.5]]), schema, where)

@@ -138,7 +138,7 @@ def parse_payload(body: bytes, *, max_rows: int) -> Payload:
     """Decode the JSON body and check its shape; BadRequest/PayloadTooLarge if not."""
     # One object holding one list of at most MAX_ROWS rows (lists or objects).
     check_containers(body, max_rows=max_rows, extra=2)
-    data = decode_json(body, what="body", object_pairs_hook=_unique_keys)
+    data = decode_json(body, what="body")
     if not isinstance(data, dict):
         raise BadRequest(
             'body must be a JSON object such as {"features": [...]}',
@@ -187,13 +187,3 @@ def _flag(data: dict[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise BadRequest(f'"{key}" must be true or false', code=Code.INVALID_REQUEST)
     return value
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Refuse duplicate keys: which value was meant is ambiguous."""
-    data = dict(pairs)
-    if len(data) != len(pairs):
-        seen: set[str] = set()
-        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise ValueError(f"duplicate key {duplicate[:40]!r}")
-    return data

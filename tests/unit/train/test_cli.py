@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import train.publish
-from tests.support import free_port, publish_signed, run_train
+from tests.support import free_port, latest_version, publish_signed, run_train
 from train.cli import main
 
 SIGNING_KEY = "k" * 32
@@ -128,7 +128,7 @@ def _regression_csv(path: Path, n: int = 100, seed: int = 0) -> Path:
 
 
 def _latest(root: Path) -> str:
-    return (root / "LATEST").read_text().strip()
+    return latest_version(root)
 
 
 def _versions(root: Path) -> frozenset[str]:
