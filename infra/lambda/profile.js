@@ -1,5 +1,5 @@
 // Which dependencies the Lambda artifact carries, hence which runtime serves the
-// model: param `profile`, full (the default) or slim. serverless.yml resolves
+// model: param `profile`, slim (the default) or full. serverless.yml resolves
 // `${file(./infra/lambda/profile.js):name}` by calling these exports; a bad
 // param fails `package` and `deploy` with one line, before anything is built.
 'use strict';
@@ -8,10 +8,10 @@ const { refusal } = require('./access.js');
 
 // Lambda's 250 MB (unzipped) holds one of the two stacks, not both.
 const PROFILES = {
-  // scikit-learn, scipy and joblib: every version, from its pickle.
-  full: { requirements: 'requirements-lambda.txt', modelRuntime: 'sklearn' },
   // onnxruntime without scikit-learn: only versions with a verified ONNX twin.
   slim: { requirements: 'requirements-lambda-slim.txt', modelRuntime: 'onnx' },
+  // scikit-learn, scipy, joblib and pandas: every version, from its pickle.
+  full: { requirements: 'requirements-lambda.txt', modelRuntime: 'sklearn' },
 };
 
 async function profile({ options, resolveVariable }) {

@@ -63,11 +63,12 @@ KEYS_PARAMETER = "/sklearn-serverless/ci/api-keys"
 SERVICE_ARGS = ("--stage", "ci", "--region", "eu-west-1")
 SERVICE_ARGS += (f"--param=modelBucket={BUCKET}",)
 PACKAGE_ARGS = ("package", *SERVICE_ARGS, f"--param=apiKeysParameter={KEYS_PARAMETER}")
+PACKAGE_ARGS += ("--param=profile=full",)
 API_KEY = "ci-key-0123456789abcdef"  # a test fixture, not a secret
 PUBLISH_ARGS = ("--store", f"s3://{BUCKET}/models", "--name", "default")
 SLIM_BUCKET = "ci-slim-models"
+# The default profile: no --param=profile at all.
 SLIM_PACKAGE_ARGS = ("package", *SERVICE_ARGS[:4], f"--param=modelBucket={SLIM_BUCKET}")
-SLIM_PACKAGE_ARGS += ("--param=profile=slim",)
 SLIM_DROPS = {"scikit-learn", "scipy", "joblib", "pandas"}
 
 
@@ -719,9 +720,9 @@ def test_profile_param_picks_the_requirements_file_and_model_runtime(
     slim = resolved(service, "--param=profile=slim")
     full = resolved(service, "--param=profile=full")
 
-    assert default["params"]["default"]["profile"] == "full"
+    assert default["params"]["default"]["profile"] == "slim"
     for config, requirements, runtime in [
-        (default, "requirements-lambda.txt", "sklearn"),
+        (default, "requirements-lambda-slim.txt", "onnx"),
         (full, "requirements-lambda.txt", "sklearn"),
         (slim, "requirements-lambda-slim.txt", "onnx"),
     ]:
@@ -773,13 +774,13 @@ def package(service: Path, *args: str) -> LambdaPackage:
 
 @pytest.fixture(scope="module")
 def lambda_package(service: Path) -> LambdaPackage:
-    """`osls package`, as the README shows it (the full profile)."""
+    """`osls package --param=profile=full`, as the README shows it."""
     return package(service, *PACKAGE_ARGS)
 
 
 @pytest.fixture(scope="module")
 def slim_package(slim_service: Path) -> LambdaPackage:
-    """`osls package --param=profile=slim`, as the README shows it."""
+    """`osls package`, the default (slim) profile, as the README shows it."""
     return package(slim_service, *SLIM_PACKAGE_ARGS)
 
 
@@ -1374,6 +1375,63 @@ def test_slim_packaged_handler_serves_the_twin_under_python312_without_sklearn(
     assert refused.body["error"]["code"] == "incompatible_model"
     assert "MODEL_RUNTIME=onnx" in refused.body["error"]["message"]
     assert int(refused.headers["retry-after"]) >= 1
+
+
+def test_default_slim_handler_serves_a_dataframe_pipelines_twin_without_pandas(
+    slim_package: LambdaPackage,
+    slim_task_root: Path,
+    lambda_runtime: Path,
+    s3_env: dict,
+    tmp_path: Path,
+) -> None:
+    """The default deploy answers the canonical mixed-type pipeline from its
+    twin: a null, a string and an unseen category, with neither pandas nor
+    scikit-learn in the artifact, as the pipeline's own predict does."""
+    import boto3
+
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=SLIM_BUCKET)
+    store = f"s3://{SLIM_BUCKET}/models"
+    published, _, frame = publish_canonical(
+        tmp_path / "frame", store, "frame", env=s3_env
+    )
+    assert published.returncode == 0, published.stderr
+    version, model = published_from_s3(SLIM_BUCKET, "frame")
+    settings = {**slim_package.settings, "MODEL_URI": f"{store}/frame"}
+    ordered = [[row[name] for name in FRAME_COLUMNS] for row in MIXED_ROWS]
+    events = [
+        http_api_event("POST", "/predict", {"features": MIXED_ROWS[0]}),
+        rest_api_event(
+            "POST", "/predict", {"instances": ordered, "probabilities": True}
+        ),
+        http_api_event("GET", "/metadata"),
+    ]
+
+    served = invoke_packaged(
+        slim_task_root,
+        lambda_runtime,
+        settings,
+        events,
+        tmp_path,
+        script=INVOKE_REPORTING,
+    )
+
+    assert served.returncode == 0, served.stderr[-4000:]
+    report = json.loads(served.stdout.splitlines()[-1])
+    single, batch, metadata = map(answer, report["answers"])
+    expected = model.predict(frame_of(MIXED_ROWS, frame))
+    assert "with ONNX twin" in published.stdout
+    assert slim_package.settings["MODEL_RUNTIME"] == "onnx"
+    assert single.status == 200, served.stdout[-4000:]
+    assert single.body == {"prediction": expected[0], "model_version": version}
+    assert batch.body["predictions"] == expected.tolist()
+    np.testing.assert_allclose(
+        batch.body["probabilities"],
+        model.predict_proba(frame_of(MIXED_ROWS, frame)),
+        rtol=0,
+        atol=1e-6,
+    )
+    assert metadata.body["served_by"] == "onnx"
+    assert report["imported"] == ["onnxruntime"]
 
 
 def test_readme_shows_the_commands_these_tests_run() -> None:
