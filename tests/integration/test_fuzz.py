@@ -4,9 +4,10 @@ schemathesis drives the app against its OpenAPI document; hypothesis drives
 request parsing directly and through the function. Marked `slow`: thousands of
 generated cases are for `make test`, not for the edit loop.
 
-Every generated case counts towards CASES; the last test prints the total and
-fails if a run generated fewer than MIN_CASES (the CI budget). All generation is
-derandomized, so a CI failure reproduces locally with the same command.
+Each fuzz test checks its own budget (`@pytest.mark.cases(N)`: the cases it
+generated itself), so it passes or fails alike alone, under -k, --lf or xdist;
+the module prints the process's total. All generation is derandomized, so a CI
+failure reproduces locally with the same command.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import math
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +51,42 @@ N_SEED = len(SEED_FEATURES)
 NAMES = ["a", "b", "ñ", "日本"]
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 WEIGHTS = [1.0, -2.0, 0.5, 3.0]  # of the named regressor
-MIN_SCHEMATHESIS_CASES = 1500
 MAX_ROWS_DEFAULT = 10_000  # the function's MAX_ROWS when unset
-MIN_CASES = 2000
-CASES: Counter[str] = Counter()  # generated cases, by suite
+CASES: Counter[str] = Counter()  # generated cases, by suite, for the report
+_RUN: Counter[str] = Counter()  # cases of the test running now
 
 pytestmark = pytest.mark.slow
+
+
+def _generated(suite: str) -> None:
+    """One generated case of the running test (and of the run's report)."""
+    CASES[suite] += 1
+    _RUN[suite] += 1
+
+
+@pytest.fixture(autouse=True)
+def _case_budget(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each fuzz test checks its own budget (`@pytest.mark.cases(N)`): it
+    must have generated N cases itself, whatever ran before or beside it (a
+    test run alone, under -k, --lf or xdist counts the same)."""
+    _RUN.clear()
+    yield
+    marker = request.node.get_closest_marker("cases")
+    if marker is not None:
+        made = sum(_RUN.values())
+        assert made >= marker.args[0], (
+            f"{request.node.name} generated {made} cases, fewer than its "
+            f"budget of {marker.args[0]}"
+        )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report() -> Iterator[None]:
+    """How many cases this process generated, by suite (a report only)."""
+    yield
+    total = sum(CASES.values())
+    print(f"\nfuzz: {total} generated cases {dict(sorted(CASES.items()))}")
+
 
 # One settings profile for every property: reproducible in CI (derandomize, no
 # example database) and no per-example deadline (the first example loads the
@@ -189,9 +221,10 @@ def deployment(request: pytest.FixtureRequest, served: Path) -> dict[str, str]:
 def _count(case: schemathesis.Case, suite: str) -> None:
     """Count one schemathesis case, by generation mode."""
     mode = case.meta.generation.mode.value if case.meta else "explicit"
-    CASES[f"{suite}:{mode}"] += 1
+    _generated(f"{suite}:{mode}")
 
 
+@pytest.mark.cases(2)
 @schema.parametrize()
 @settings(FUZZ, max_examples=250)
 def test_the_app_conforms_to_its_openapi_document(
@@ -213,6 +246,7 @@ def test_the_app_conforms_to_its_openapi_document(
     )
 
 
+@pytest.mark.cases(150)
 @seed_schema.parametrize()
 @settings(FUZZ, max_examples=300)
 def test_every_request_valid_for_the_seed_model_is_answered(
@@ -349,13 +383,14 @@ def _same_number(value: float, text: str) -> bool:
     return value == expected and math.copysign(1, value) == math.copysign(1, expected)
 
 
+@pytest.mark.cases(250)
 @settings(FUZZ, max_examples=500)
 @given(st.integers(1, 6), st.integers(1, 6), st.booleans(), st.data())
 def test_parsing_accepts_finite_numbers_and_names_the_first_bad_cell(
     n: int, max_rows: int, single: bool, data: st.DataObject
 ) -> None:
     """Raw JSON rows: a float64 matrix of exactly the values, or the first problem."""
-    CASES["hypothesis:parse"] += 1
+    _generated("hypothesis:parse")
     drawn = data.draw(cells(finite_numbers, n, max_rows, big_numbers)).first(single)
     rows = drawn.rows
     # Finite numbers beyond float32 may be taken or refused like bad values.
@@ -441,6 +476,7 @@ PARSE_ERRORS = {
 }
 
 
+@pytest.mark.cases(200)
 @settings(FUZZ, max_examples=400)
 @given(
     request_like(json_values(st.floats(allow_nan=False, allow_infinity=False))),
@@ -450,7 +486,7 @@ def test_parsing_any_json_gives_a_finite_matrix_or_a_client_error(
     body: Any, names: list[str] | None
 ) -> None:
     """Whatever the JSON, parsing ends in a finite matrix or a 400/413."""
-    CASES["hypothesis:parse"] += 1
+    _generated("hypothesis:parse")
     n = len(NAMES)
 
     try:
@@ -472,13 +508,14 @@ unicode_keys = st.one_of(
 )
 
 
+@pytest.mark.cases(150)
 @settings(FUZZ, max_examples=300)
 @given(st.dictionaries(unicode_keys, st.floats(-1e6, 1e6), max_size=7), st.booleans())
 def test_named_rows_are_ordered_by_name_or_name_what_is_missing_or_unknown(
     row: dict[str, float], single: bool
 ) -> None:
     """Objects keyed by feature name, unicode and surrogate keys included."""
-    CASES["hypothesis:parse"] += 1
+    _generated("hypothesis:parse")
     body = {"features": row} if single else {"instances": [row]}
     where = "features" if single else "instances[0]"
     missing = [name for name in NAMES if name not in row]
@@ -498,13 +535,14 @@ def test_named_rows_are_ordered_by_name_or_name_what_is_missing_or_unknown(
     assert matrix.tolist() == [[row[name] for name in NAMES]]
 
 
+@pytest.mark.cases(50)
 @settings(FUZZ, max_examples=100)
 @given(st.dictionaries(unicode_keys, st.floats(-1e6, 1e6), min_size=1), st.booleans())
 def test_named_rows_are_refused_for_a_model_without_names(
     row: dict[str, float], single: bool
 ) -> None:
     """A model without feature names refuses objects, naming the row."""
-    CASES["hypothesis:parse"] += 1
+    _generated("hypothesis:parse")
     body = {"features": row} if single else {"instances": [row]}
 
     with pytest.raises(ServingError) as raised:
@@ -548,13 +586,14 @@ def serve(model_uri: Path, **env: str) -> None:
     main._service = None  # settings are read when the service is built
 
 
+@pytest.mark.cases(100)
 @settings(FUZZ, max_examples=200)
 @given(st.booleans(), st.data())
 def test_the_function_answers_every_mix_of_cells(
     served: Path, single: bool, data: st.DataObject
 ) -> None:
     """Good and bad cells through the function: predictions or the first problem."""
-    CASES["hypothesis:call"] += 1
+    _generated("hypothesis:call")
     drawn = data.draw(cells(moderate_numbers, N_SEED, 4)).first(single)
 
     status, body = post(render(drawn.rows, single))
@@ -570,11 +609,12 @@ def test_the_function_answers_every_mix_of_cells(
         assert body["error"]["message"].startswith(expected[1])
 
 
+@pytest.mark.cases(100)
 @settings(FUZZ, max_examples=200)
 @given(request_like(json_values(st.floats(-1e30, 1e30))))
 def test_the_function_answers_any_json_body(served: Path, sent: Any) -> None:
     """Any request-like JSON through the function: 200, 400 or 413, never 5xx."""
-    CASES["hypothesis:call"] += 1
+    _generated("hypothesis:call")
 
     status, body = post(json.dumps(sent).encode())
 
@@ -589,6 +629,7 @@ def test_the_function_answers_any_json_body(served: Path, sent: Any) -> None:
 DEEP = [b"[" * 100_000, b'{"features": ' + b"[" * 5000 + b"]" * 5000 + b"}"]
 
 
+@pytest.mark.cases(60)
 @settings(FUZZ, max_examples=120)
 @given(
     st.one_of(
@@ -605,7 +646,7 @@ def test_the_function_answers_any_bytes(
     served: Path, raw: bytes, mimetype: str
 ) -> None:
     """Bodies that are not JSON at all: 400 (or 415 when not labelled JSON)."""
-    CASES["hypothesis:call"] += 1
+    _generated("hypothesis:call")
 
     status, body = post(raw, content_type=mimetype)
 
@@ -617,6 +658,7 @@ def test_the_function_answers_any_bytes(
     assert status == 400 or mimetype == "text/plain"
 
 
+@pytest.mark.cases(30)
 @settings(FUZZ, max_examples=60)
 @given(
     st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e999"]),
@@ -628,7 +670,7 @@ def test_non_finite_literals_are_refused_naming_row_and_column(
     served: Path, literal: str, i: int, j: int, count: int
 ) -> None:
     """NaN, Infinity and overflowing literals are 400s naming the cell."""
-    CASES["hypothesis:call"] += 1
+    _generated("hypothesis:call")
     rows = [[repr(0.5 * k) for k in range(N_SEED)] for _ in range(max(count, i + 1))]
     rows[i][j] = literal
 
@@ -642,6 +684,7 @@ def test_non_finite_literals_are_refused_naming_row_and_column(
     assert message.endswith(f", got {shown}")
 
 
+@pytest.mark.cases(75)
 @settings(FUZZ, max_examples=150)
 @given(
     st.lists(
@@ -654,7 +697,7 @@ def test_huge_and_tiny_finite_numbers_are_never_a_server_error(
     served: Path, rows: list[list[str]]
 ) -> None:
     """Extreme finite numbers are predicted on or refused as invalid values."""
-    CASES["hypothesis:call"] += 1
+    _generated("hypothesis:call")
 
     status, body = post(render(rows, single=False))
 
@@ -664,13 +707,14 @@ def test_huge_and_tiny_finite_numbers_are_never_a_server_error(
         assert (status, body["error"]["code"]) == (400, "invalid_value"), body
 
 
+@pytest.mark.cases(18)
 @settings(FUZZ, max_examples=120)
 @given(st.integers(1, 6), st.sampled_from([-1, 0, 1]), st.booleans())
 def test_row_counts_around_max_rows(
     served: Path, max_rows: int, offset: int, probabilities: bool
 ) -> None:
     """MAX_ROWS - 1 and MAX_ROWS rows are answered; MAX_ROWS + 1 is a 413."""
-    CASES["hypothesis:call"] += 1
+    _generated("hypothesis:call")
     serve(served, MAX_ROWS=str(max_rows))
     rows = [SEED_FEATURES] * (max_rows + offset)
     body = {"instances": rows, "probabilities": probabilities}
@@ -688,6 +732,7 @@ def test_row_counts_around_max_rows(
         assert len(answer.get("probabilities", rows)) == len(rows)
 
 
+@pytest.mark.cases(75)
 @settings(FUZZ, max_examples=150)
 @given(
     st.dictionaries(unicode_keys, st.floats(-1e3, 1e3), max_size=6),
@@ -697,7 +742,7 @@ def test_unicode_keys_are_answered_by_name_or_refused(
     served: Path, named_model: Path, row: dict[str, float], model: str
 ) -> None:
     """Unicode keys through the function, for models with and without names."""
-    CASES["hypothesis:call"] += 1
+    _generated("hypothesis:call")
     serve(named_model if model == "named" else served)
 
     status, body = post(json.dumps({"instances": [row]}).encode())
@@ -745,17 +790,3 @@ def test_a_prediction_that_overflows_is_a_client_error(tmp_path: Path) -> None:
     status, body = post(json.dumps({"features": [1e10, 1e10]}).encode())
 
     assert status == 400, body
-
-
-def test_fuzzing_generated_enough_cases(capsys: pytest.CaptureFixture[str]) -> None:
-    """Runs last (pytest keeps file order): report and enforce the CI budget."""
-    schemathesis_cases = sum(v for k, v in CASES.items() if k.startswith("schema"))
-    total = sum(CASES.values())
-    with capsys.disabled():
-        print(f"\nfuzz: {total} generated cases {dict(sorted(CASES.items()))}")
-
-    assert CASES["schemathesis:positive"] > 0 and CASES["schemathesis:negative"] > 0
-    assert schemathesis_cases >= MIN_SCHEMATHESIS_CASES, (
-        "too few schemathesis cases (did an earlier fuzz test stop at a failure?)"
-    )
-    assert total >= MIN_CASES, "too few cases (did an earlier test stop early?)"
