@@ -1,17 +1,25 @@
-"""Four servers, one run, the same functions-framework: every figure is measured alike.
+"""Every server in one run under the same functions-framework: figures measured alike.
 
 - SEED: bench/seed_main.py, the tutorial's app.py ported to functions-framework,
   serving the pickle written by the tutorial's training script (reproduced below);
 - SKLEARN: function/main.py with MODEL_RUNTIME=sklearn, serving a model published
   with `python -m train`;
 - ONNX: the same function and model with MODEL_RUNTIME=onnx (its verified twin);
+- CT_SKLEARN / CT_ONNX: the same function serving the canonical mixed-type
+  Pipeline (ColumnTransformer: imputed, scaled numbers and one-hot text, in front
+  of a RandomForest) fitted on train/examples/customers.csv, on its pickle and on
+  its twin, answering typed rows (numbers, strings, nulls);
+- HGB_SKLEARN / HGB_ONNX: likewise a HistGradientBoostingClassifier fitted on the
+  same DataFrame with plan and region as pandas categories (native categorical
+  splits and missing values);
 - NOOP: bench/noop_main.py, a constant JSON 200 that imports nothing: the floor.
 
 Each run starts every server cold, times its first 200, sends sequential
 keep-alive requests, reads its memory, loads it with wrk at 16 connections and
 (ours only) times 1,000-row batches. Usage: `.venv/bin/python bench/coldstart.py
-[--runs 5] [--requests 500] [--duration 10] [--json PATH]`. The Markdown report
-goes to stdout, progress to stderr. See bench/README.md for what each figure means.
+[--runs 5] [--requests 500] [--duration 10] [--models canonical,hgb] [--json PATH]`.
+The Markdown report goes to stdout, progress to stderr. See bench/README.md for
+what each figure means.
 """
 
 from __future__ import annotations
@@ -40,14 +48,51 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, BinaryIO
 
+# A check of one answer: (HTTP status, body) -> None, or BenchError.
+Check = Callable[[int, bytes], None]
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 HOST = "127.0.0.1"
 PAYLOAD = {"features": [0.1, -0.5, 1.2, -0.8, 0.3, 0.9, -1.1, 0.4, -0.2, 1.5]}
-BODY = json.dumps(PAYLOAD).encode()
 HEADERS = {"Content-Type": "application/json"}
 NOOP_ANSWER = {"noop": True}  # bench/noop_main.py's constant body
 N_FEATURES = len(PAYLOAD["features"])
+# The typed models: their training data, and the one-row requests they are sent.
+# The first row is the cold start's and wrk's; the sequential requests alternate
+# between both, so half of them carry a null in each nullable text and number
+# column.
+CUSTOMERS = ROOT / "train" / "examples" / "customers.csv"
+CUSTOMERS_TARGET = "churned"
+TYPED_ROWS = (
+    {"income": 52000, "age": 41, "plan": "basic", "region": "north"},
+    {"income": None, "age": 41, "plan": None, "region": "north"},
+)
+# --models name: (server name prefix, short title, what the model is).
+TYPED_MODELS = {
+    "canonical": (
+        "CT",
+        "ColumnTransformer + RandomForest",
+        "Pipeline(ColumnTransformer([SimpleImputer + StandardScaler on income, age; "
+        'OneHotEncoder(handle_unknown="ignore") on plan, region]), '
+        "RandomForestClassifier(n_estimators=100, random_state=42))",
+    ),
+    "hgb": (
+        "HGB",
+        "HistGradientBoosting, categories",
+        'HistGradientBoostingClassifier(categorical_features="from_dtype", '
+        "random_state=42) with plan and region as pandas categories",
+    ),
+}
+MODEL_TITLES = {
+    "seed": "the tutorial's RandomForest",
+    **{name: title for name, (_, title, _) in TYPED_MODELS.items()},
+}
+# Values the typed batches draw from: known ones, plus an unseen plan ("gold")
+# that both models accept (OneHotEncoder ignores it; HistGradientBoosting
+# treats it as missing).
+PLANS = ("basic", "standard", "premium")
+REGIONS = ("east", "north", "south", "west")
 WRK_SCRIPT = BENCH / "post.lua"
 WRK_MARKER = "WRK_JSON "
 POLL_SECONDS = 0.01
@@ -87,7 +132,12 @@ PACKAGES = (
     "flask",
 )
 # Substrings of mapped file paths that prove a library was imported by a server.
-LIBRARIES = {"numpy": "/numpy/", "sklearn": "/sklearn/", "onnxruntime": "/onnxruntime/"}
+LIBRARIES = {
+    "numpy": "/numpy/",
+    "pandas": "/pandas/",
+    "sklearn": "/sklearn/",
+    "onnxruntime": "/onnxruntime/",
+}
 # Targets the product wants (reported, never asserted): (label, figure, basis,
 # "<=" or ">=", bound). The basis is the server the figure is divided by, or
 # None for an absolute figure.
@@ -109,8 +159,9 @@ class BenchError(Exception):
 class Target:
     """One server to measure: a functions-framework source and its environment.
 
-    `kind` says what it answers: "seed" (one row per request), "ours" (the seed's
-    request and `{"instances": [...]}` batches) or "noop" (a constant).
+    `kind` says what it answers: "seed" (one row per request), "ours" (one row
+    and `{"instances": [...]}` batches) or "noop" (a constant). `workload` names
+    the model whose requests it is sent ("seed", "canonical" or "hgb").
     """
 
     name: str
@@ -118,15 +169,23 @@ class Target:
     kind: str
     source: Path
     env: dict[str, str]
+    workload: str = "seed"
 
 
 @dataclass(frozen=True)
-class Reference:
-    """What the servers must answer: the seed model's labels, computed in-process."""
+class Workload:
+    """What one model's servers are sent, and that model's own labels for it,
+    predicted in a child process on the rows as the model was fitted on them."""
 
-    label: int
-    batch_rows: list[list[float]]
-    batch_labels: list[int]
+    payloads: list[dict[str, Any]]
+    labels: list[Any]
+    batch_rows: list[Any]
+    batch_labels: list[Any]
+
+    @property
+    def bodies(self) -> list[bytes]:
+        """The one-row request bodies; the first is the cold start's and wrk's."""
+        return [json.dumps(payload).encode() for payload in self.payloads]
 
 
 @dataclass
@@ -198,35 +257,151 @@ def batch_rows(count: int) -> list[list[float]]:
     ]
 
 
-def prepare_seed(directory: Path, rows: int) -> tuple[Path, Reference]:
-    """Train the seed model and predict the reference labels, in a child process.
+def typed_batch_rows(count: int) -> list[dict[str, Any]]:
+    """`count` fixed pseudo-random customers on the scale of customers.csv, as
+    objects keyed by column: about 10% miss their income, 10% their plan, and 3%
+    have a plan the models never saw."""
+    draw = random.Random(42)
+    rows = []
+    for _ in range(count):
+        income = max(15_000, round(draw.gauss(60_000, 20_000) / 100) * 100)
+        pick = draw.random()
+        plan = None if pick < 0.10 else "gold" if pick < 0.13 else draw.choice(PLANS)
+        rows.append(
+            {
+                "income": None if draw.random() < 0.10 else income,
+                "age": draw.randint(18, 80),
+                "plan": plan,
+                "region": draw.choice(REGIONS),
+            }
+        )
+    return rows
 
-    The benchmark process itself never imports numpy or scikit-learn: it stays a
-    light client, and shares no library pages with the servers it measures.
+
+def _customers() -> tuple[Any, Any]:
+    """customers.csv as pandas reads it: (features, target); empty cells are NaN."""
+    import pandas as pd
+
+    data = pd.read_csv(CUSTOMERS)
+    return data.drop(columns=CUSTOMERS_TARGET), data[CUSTOMERS_TARGET]
+
+
+def fit_typed(name: str) -> tuple[Any, Any]:
+    """(the fitted `name` model of TYPED_MODELS, the frame it was fitted on)."""
+    X, y = _customers()
+    numbers = X.select_dtypes("number").columns.tolist()
+    texts = X.select_dtypes("object").columns.tolist()
+    if name == "canonical":
+        from sklearn.compose import ColumnTransformer
+        from sklearn.ensemble import RandomForestClassifier
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import Pipeline, make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        preprocess = ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(), StandardScaler()), numbers),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), texts),
+            ]
+        )
+        forest = RandomForestClassifier(n_estimators=100, random_state=42)
+        model = Pipeline([("preprocess", preprocess), ("classify", forest)])
+        return model.fit(X, y), X
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    X = X.astype({column: "category" for column in texts})
+    model = HistGradientBoostingClassifier(
+        categorical_features="from_dtype", random_state=42
+    )
+    return model.fit(X, y), X
+
+
+def typed_frame(rows: list[dict[str, Any]], training: Any) -> Any:
+    """`rows` as a DataFrame with the training frame's columns and dtypes, as
+    pandas would hold them: missing is NaN, an unseen category is missing."""
+    import numpy as np
+    import pandas as pd
+
+    data: dict[str, Any] = {}
+    for name, dtype in training.dtypes.items():
+        values = [row[name] for row in rows]
+        if isinstance(dtype, pd.CategoricalDtype):
+            data[name] = pd.Categorical(values, categories=dtype.categories)
+        elif dtype.kind == "O":
+            data[name] = np.array([np.nan if v is None else v for v in values], object)
+        else:
+            column = np.array([np.nan if v is None else v for v in values], float)
+            # Integers stay integers unless a value is missing, as in read_csv.
+            data[name] = column if np.isnan(column).any() else column.astype(dtype)
+    return pd.DataFrame(data)
+
+
+def train_typed(
+    name: str, directory: Path, rows: list[dict[str, Any]]
+) -> tuple[Path, list[Any]]:
+    """Fit and pickle the `name` model into `directory`; return the pickle and
+    its own labels for `rows`, predicted on a frame with the training dtypes."""
+    model, training = fit_typed(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.pkl"
+    with open(path, "wb") as file:
+        pickle.dump(model, file)
+    return path, model.predict(typed_frame(rows, training)).tolist()
+
+
+def prepare_models(
+    directory: Path, rows: int, models: list[str]
+) -> tuple[dict[str, Path], dict[str, Workload]]:
+    """Train the seed model and the typed `models`, and predict every reference
+    label, in a child process: (pickles, workloads), keyed "seed" and by model.
+
+    The benchmark process itself never imports numpy, pandas or scikit-learn: it
+    stays a light client, and shares no library pages with the servers it
+    measures.
     """
-    batch = batch_rows(rows)
+    seed_batch = batch_rows(rows)
+    typed_batch = typed_batch_rows(rows)
+    payloads = [{"features": row} for row in TYPED_ROWS]
+    single = len(TYPED_ROWS)
     context = multiprocessing.get_context("spawn")
+    pickles: dict[str, Path] = {}
+    workloads: dict[str, Workload] = {}
     with context.Pool(1) as pool:
         try:
-            pickle_path = pool.apply_async(train_seed, (directory,)).get(
+            pickles["seed"] = pool.apply_async(train_seed, (directory,)).get(
                 TRAIN_TIMEOUT_SECONDS
             )
             labels = pool.apply_async(
-                reference_labels, (pickle_path, [PAYLOAD["features"], *batch])
+                reference_labels, (pickles["seed"], [PAYLOAD["features"], *seed_batch])
             ).get(TRAIN_TIMEOUT_SECONDS)
+            workloads["seed"] = Workload([PAYLOAD], labels[:1], seed_batch, labels[1:])
+            for name in models:
+                pickles[name], labels = pool.apply_async(
+                    train_typed, (name, directory, [*TYPED_ROWS, *typed_batch])
+                ).get(TRAIN_TIMEOUT_SECONDS)
+                workloads[name] = Workload(
+                    payloads, labels[:single], typed_batch, labels[single:]
+                )
         except multiprocessing.TimeoutError:
             raise BenchError(
-                f"training the seed model took over {TRAIN_TIMEOUT_SECONDS}s"
+                f"training the models took over {TRAIN_TIMEOUT_SECONDS}s"
             ) from None
-    return pickle_path, Reference(labels[0], batch, labels[1:])
+    return pickles, workloads
 
 
-def publish_ours(store: Path) -> str:
-    """Run `python -m train --store STORE --name bench`; return its MODEL_URI.
+def publish(store: Path, name: str, pickle_path: Path | None = None) -> str:
+    """Publish into `store` as `name`; return its MODEL_URI.
 
-    BenchError unless it published an ONNX twin too: the ONNX server needs it.
+    Without `pickle_path`: `python -m train --store STORE --name NAME`, which fits
+    the tutorial's model. With it: `python -m train publish FILE --holdout
+    customers.csv ...`, so the manifest carries the schema inferred from real
+    rows and the twin's parity gate runs on them. BenchError unless it published
+    an ONNX twin too: the ONNX server needs it.
     """
-    command = [sys.executable, "-m", "train", "--store", str(store), "--name", "bench"]
+    command = [sys.executable, "-m", "train"]
+    if pickle_path is not None:
+        command += ["publish", str(pickle_path), "--holdout", str(CUSTOMERS)]
+    command += ["--store", str(store), "--name", name]
     try:
         done = subprocess.run(
             command,
@@ -391,11 +566,11 @@ def post(conn: http.client.HTTPConnection, body: bytes) -> tuple[int, bytes]:
     return response.status, response.read()
 
 
-def check_answer(target: Target, status: int, body: bytes, expected: int) -> None:
-    """BenchError unless `target` answered the seed payload as it should.
+def check_answer(target: Target, status: int, body: bytes, expected: Any) -> None:
+    """BenchError unless `target` answered a one-row request as it should.
 
-    The predicting servers must give a 200 with `expected` (the seed model's own
-    label); the floor must give its constant.
+    The predicting servers must give a 200 with `expected` (the model's own
+    label for that row); the floor must give its constant.
     """
     try:
         answer = json.loads(body) if status == 200 else None
@@ -408,14 +583,14 @@ def check_answer(target: Target, status: int, body: bytes, expected: int) -> Non
     else:
         if isinstance(answer, dict) and answer.get("prediction") == expected:
             return
-        wanted = f"prediction {expected} (the seed model's own label)"
+        wanted = f"prediction {json.dumps(expected)} (the model's own label)"
     raise BenchError(
         f"{target.name} answered {status} {body[:300]!r}; expected {wanted}"
     )
 
 
-def check_batch(target: Target, status: int, body: bytes, expected: list[int]) -> None:
-    """BenchError unless a batch was answered with the seed model's labels."""
+def check_batch(target: Target, status: int, body: bytes, expected: list[Any]) -> None:
+    """BenchError unless a batch was answered with the model's own labels."""
     try:
         answer = json.loads(body) if status == 200 else None
     except ValueError:
@@ -434,7 +609,7 @@ def check_batch(target: Target, status: int, body: bytes, expected: list[int]) -
         )
         raise BenchError(
             f"{target.name} answered a {len(expected)}-row batch with {status} "
-            f"({detail}): {body[:300]!r}; expected the seed model's labels"
+            f"({detail}): {body[:300]!r}; expected the model's own labels"
         )
 
 
@@ -442,10 +617,11 @@ def wait_ready(
     target: Target,
     proc: subprocess.Popen[bytes],
     port: int,
+    request: bytes,
     started: float,
     timeout: float,
 ) -> tuple[float, float, int, int, bytes]:
-    """Poll POST /predict until the first 200.
+    """Poll POST /predict of `request` until the first 200.
 
     Returns (start and end of the attempt that got it, in seconds since `started`;
     attempts made; its status and body). Connection errors and non-200 answers:
@@ -469,7 +645,7 @@ def wait_ready(
             HOST, port, timeout=max(0.1, deadline - attempt)
         )
         try:
-            status, body = post(conn, BODY)
+            status, body = post(conn, request)
         except (OSError, http.client.HTTPException) as error:
             last = f"{type(error).__name__}: {error}"
         else:
@@ -486,20 +662,21 @@ def timed_posts(
     target: Target,
     port: int,
     count: int,
-    body: bytes,
-    check: Callable[[int, bytes], None],
+    requests: list[tuple[bytes, Check]],
     timeout: float,
 ) -> tuple[list[float], int]:
-    """`count` sequential keep-alive POSTs of `body`; (latencies in ms, reconnects).
+    """`count` sequential keep-alive POSTs, taking the (body, check) pairs of
+    `requests` in turn; (latencies in ms, reconnects).
 
-    Each answer is checked with `check`, outside the timed span.
+    Each answer is checked with its `check`, outside the timed span.
     """
     conn = http.client.HTTPConnection(HOST, port, timeout=REQUEST_TIMEOUT_SECONDS)
     deadline = time.perf_counter() + timeout
     latencies: list[float] = []
     reconnects = 0
     try:
-        for _ in range(count):
+        for index in range(count):
+            body, check = requests[index % len(requests)]
             if latencies and conn.sock is None:
                 reconnects += 1  # the server closed the previous connection
             begin = time.perf_counter()
@@ -612,49 +789,51 @@ def run_once(
     run: int,
     args: argparse.Namespace,
     workdir: Path,
-    reference: Reference,
+    workload: Workload,
 ) -> RunResult:
     """Start `target` cold, time its first 200, then measure it warm, under load
     and (ours) on batches; always stop it."""
     port = free_port()
     log_path = workdir / f"{target.name.lower()}-{run}.log"
-    batch_body = json.dumps({"instances": reference.batch_rows}).encode()
+    batch_body = json.dumps({"instances": workload.batch_rows}).encode()
 
-    def single(status: int, answer: bytes) -> None:
-        check_answer(target, status, answer, reference.label)
+    def single(expected: Any) -> Check:
+        return lambda status, answer: check_answer(target, status, answer, expected)
 
     def whole(status: int, answer: bytes) -> None:
-        check_batch(target, status, answer, reference.batch_labels)
+        check_batch(target, status, answer, workload.batch_labels)
 
+    # The one-row requests with their checks; the first is the cold start's and
+    # wrk's (the floor gets the seed's requests and answers its constant).
+    singles = [
+        (body, single(label))
+        for body, label in zip(workload.bodies, workload.labels, strict=True)
+    ]
+    batches = [(batch_body, whole)]
     with open(log_path, "wb") as log:
         started = time.perf_counter()
         proc = start_server(target, port, log)
         try:
             opened, ready, attempts, status, body = wait_ready(
-                target, proc, port, started, args.ready_timeout
+                target, proc, port, singles[0][0], started, args.ready_timeout
             )
-            single(status, body)
+            singles[0][1](status, body)
             latencies, reconnects = timed_posts(
-                target, port, args.requests, BODY, single, args.warm_timeout
+                target, port, args.requests, singles, args.warm_timeout
             )
             rss, pss, processes = tree_memory(proc.pid)
             libraries = tree_libraries(proc.pid)
             cpu_before = tree_cpu_seconds(proc.pid)
-            load = load_test(target, port, workdir / "single.json", args)
+            load = load_test(target, port, workdir / f"{target.workload}.json", args)
             load_cpu = tree_cpu_seconds(proc.pid) - cpu_before
             # wrk checks statuses only: make sure the answers are still right.
-            timed_posts(target, port, 1, BODY, single, args.warm_timeout)
+            timed_posts(target, port, len(singles), singles, args.warm_timeout)
             batch: list[float] = []
             if target.kind == "ours":
                 # One untimed batch first: it pays one-off costs of a new shape.
-                timed_posts(target, port, 1, batch_body, whole, args.warm_timeout)
+                timed_posts(target, port, 1, batches, args.warm_timeout)
                 batch, _ = timed_posts(
-                    target,
-                    port,
-                    args.batch_requests,
-                    batch_body,
-                    whole,
-                    args.warm_timeout,
+                    target, port, args.batch_requests, batches, args.warm_timeout
                 )
             _, pss_after_load, _ = tree_memory(proc.pid)
         except BenchError as error:
@@ -665,7 +844,7 @@ def run_once(
             ) from None
         finally:
             stop_server(proc)
-    rows = len(reference.batch_rows)
+    rows = len(workload.batch_rows)
     return RunResult(
         target=target.name,
         run=run,
@@ -729,7 +908,11 @@ def summarise(
         runs = [r for r in results if r.target == target.name]
         if not runs:
             continue
-        row: dict[str, Any] = {"title": target.title, "kind": target.kind}
+        row: dict[str, Any] = {
+            "title": target.title,
+            "kind": target.kind,
+            "workload": target.workload,
+        }
         row["runs"] = len(runs)
         for key in SUMMARY_FIELDS:
             values = [getattr(r, key) for r in runs]
@@ -820,6 +1003,15 @@ def _times(ratio: float | None) -> str:
     return f"{ratio:.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
 
 
+def _requests(workload: Workload, servers: str) -> str:
+    """Which servers get which one-row requests, and the label each must get."""
+    shown = " and ".join(
+        f"`{json.dumps(payload)}` (label {json.dumps(label)})"
+        for payload, label in zip(workload.payloads, workload.labels, strict=True)
+    )
+    return f"{servers} get {shown}"
+
+
 def goals(summary: dict[str, dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     """(target, wanted, measured, met / missed / n/a) for each of GOALS."""
     rows = []
@@ -846,14 +1038,15 @@ def render(
     summary: dict[str, dict[str, Any]],
     env: dict[str, Any],
     args: argparse.Namespace,
-    reference: Reference,
+    workloads: dict[str, Workload],
 ) -> str:
-    """The Markdown report: headline, ratios, targets, breakdown, run facts."""
-    rows = len(reference.batch_rows)
+    """The Markdown report: headline, ratios, twin vs pickle, targets, breakdown,
+    run facts."""
+    rows = len(workloads["seed"].batch_rows)
     seed = summary.get("SEED", {})
     floor = summary.get("NOOP", {})
     lines = [
-        f"## Four servers side by side (median of {args.runs} runs)",
+        f"## {len(summary)} servers side by side (median of {args.runs} runs)",
         "",
         f"| server | cold start (ms) | p50 (ms) | p99 (ms) "
         f"| req/s at {args.connections} connections | PSS (MiB) "
@@ -888,6 +1081,23 @@ def render(
         cells.append(_times(_ratio(row["rows_per_s"], seed.get("rows_per_s"))))
         cells.append(_times(_ratio(row["p50_ms"], floor.get("p50_ms"))))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Twin vs pickle: each model's ONNX figure divided by its SKLEARN figure "
+        "(the same published version, the same requests).",
+        "",
+        "| model | cold start | p50 | p99 | req/s | PSS | batch rows/s "
+        "| server CPU per request |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in summary.items():
+        pickle_row = summary.get(name.replace("ONNX", "SKLEARN"))
+        if not name.endswith("ONNX") or pickle_row is None:
+            continue
+        keys = ("cold_start_ms", "p50_ms", "p99_ms", "load_rps", "pss_mib")
+        keys += ("rows_per_s", "load_cpu_ms_per_request")
+        cells = [_times(_ratio(row[key], pickle_row[key])) for key in keys]
+        lines.append(f"| {MODEL_TITLES[row['workload']]} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "Targets the product wants (reported, not asserted):",
@@ -933,18 +1143,30 @@ def render(
         "- every server: functions-framework (gunicorn, 1 worker, "
         f"{env['threads']} threads: its default of 4 per core) on {HOST}, "
         "started cold for each run",
+        f"- requests: {_requests(workloads['seed'], 'SEED, SKLEARN, ONNX, NOOP')}",
+    ]
+    lines += [
+        f"- requests: {_requests(workloads[name], f'{prefix}_SKLEARN, {prefix}_ONNX')};"
+        f" the model: {TYPED_MODELS[name][2]}, fitted on "
+        f"{CUSTOMERS.relative_to(ROOT)} and published with `python -m train "
+        "publish FILE.pkl --holdout customers.csv` (schema and ONNX twin)"
+        for name, (prefix, _, _) in TYPED_MODELS.items()
+        if name in workloads
+    ]
+    lines += [
         f"- p50/p90/p99: {args.requests} sequential keep-alive requests per run "
-        f"after the first 200; every answer checked (prediction {reference.label}, "
-        "the seed model's own label; NOOP: its constant); reconnects: "
-        f"{reconnects}",
+        "after the first 200, taking the server's one-row requests in turn; every "
+        "answer checked against the model's own label (NOOP: its constant); "
+        f"reconnects: {reconnects}",
         f"- req/s: `wrk -t{args.wrk_threads} -c{args.connections} "
-        f"-d{args.duration}s -s bench/post.lua` POSTing the seed payload, on the "
-        "same cores as the server; every run had 0 non-2xx answers, socket errors "
-        "and timeouts",
+        f"-d{args.duration}s -s bench/post.lua` POSTing the server's first "
+        "one-row request, on the same cores as the server; every run had 0 "
+        "non-2xx answers, socket errors and timeouts",
         f"- batch: {args.batch_requests} timed requests of {rows:,} rows per run "
         "(after one untimed), sequential on one keep-alive connection; every "
-        "label checked against the seed model's; SEED takes one row per request, "
-        "so its rows/s is its req/s",
+        "label checked against the model's own; the typed rows are objects keyed "
+        "by column with about 10% null incomes, 10% null plans and 3% unseen plans; "
+        "SEED takes one row per request, so its rows/s is its req/s",
         "- RSS/PSS: summed over the functions-framework process and its children, "
         "after the sequential requests (PSS after load: at the end of the run); "
         "RSS counts pages shared after fork twice, PSS does not",
@@ -1019,6 +1241,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=30,
         help="timed batch requests per run (default: 30)",
     )
+    parser.add_argument(
+        "--models",
+        default=",".join(TYPED_MODELS),
+        help="the typed models to serve beside the tutorial's, comma-separated: "
+        f"{', '.join(TYPED_MODELS)}, or none (default: all)",
+    )
     parser.add_argument("--json", type=Path, help="also write raw numbers here")
     parser.add_argument(
         "--ready-timeout",
@@ -1033,42 +1261,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="seconds one run's sequential or batch requests may take (default: 120)",
     )
     args = parser.parse_args(argv)
+    given = args.models
+    args.models = [] if given == "none" else given.split(",")
+    unknown = [name for name in args.models if name not in TYPED_MODELS]
+    if unknown or len(set(args.models)) != len(args.models):
+        parser.error(
+            f"--models takes a comma-separated list of {', '.join(TYPED_MODELS)} "
+            f"(each once), or none; got {given!r}"
+        )
     if args.wrk_threads > args.connections:
         parser.error("--wrk-threads must not exceed --connections")
     return args
 
 
-def targets(model_uri: str, seed_pickle: Path) -> list[Target]:
-    """The four servers, in report order."""
+def targets(uris: dict[str, str], pickles: dict[str, Path]) -> list[Target]:
+    """Every server, in report order: the tutorial's, ours on its model, ours on
+    each typed model in `uris` (scikit-learn, then the twin), the floor."""
     ours = BENCH.parent / "function" / "main.py"
-    return [
+    servers = [
         Target(
             "SEED",
             "tutorial's handler",
             "seed",
             BENCH / "seed_main.py",
-            {"SEED_MODEL_PATH": str(seed_pickle)},
-        ),
-        Target(
-            "SKLEARN",
-            "this function, scikit-learn",
-            "ours",
-            ours,
-            {"MODEL_URI": model_uri, "MODEL_RUNTIME": "sklearn"},
-        ),
-        Target(
-            "ONNX",
-            "this function, ONNX twin",
-            "ours",
-            ours,
-            {"MODEL_URI": model_uri, "MODEL_RUNTIME": "onnx"},
-        ),
-        Target("NOOP", "no-op floor", "noop", BENCH / "noop_main.py", {}),
+            {"SEED_MODEL_PATH": str(pickles["seed"])},
+        )
     ]
+    models = [("seed", "", "this function")]
+    models += [
+        (name, f"{prefix}_", title)
+        for name, (prefix, title, _) in TYPED_MODELS.items()
+        if name in uris
+    ]
+    for workload, prefix, title in models:
+        for runtime, what in (("sklearn", "scikit-learn"), ("onnx", "ONNX twin")):
+            servers.append(
+                Target(
+                    f"{prefix}{runtime.upper()}",
+                    f"{title}, {what}",
+                    "ours",
+                    ours,
+                    {"MODEL_URI": uris[workload], "MODEL_RUNTIME": runtime},
+                    workload,
+                )
+            )
+    servers.append(Target("NOOP", "no-op floor", "noop", BENCH / "noop_main.py", {}))
+    return servers
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Prepare both models, measure each server --runs times, print the report."""
+    """Prepare every model, measure each server --runs times, print the report."""
     args = parse_args(argv)
     load_at_start = [round(load, 2) for load in os.getloadavg()]
     git_at_start = git_state()
@@ -1088,16 +1330,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="coldstart-") as tmp:
             workdir = Path(tmp)
-            print("training the seed model and publishing ours...", file=sys.stderr)
-            seed_pickle, reference = prepare_seed(workdir / "seed", args.batch_rows)
-            model_uri = publish_ours(workdir / "store")
-            (workdir / "single.json").write_bytes(BODY)
-            servers = targets(model_uri, seed_pickle)
+            print("training the models and publishing them...", file=sys.stderr)
+            pickles, workloads = prepare_models(
+                workdir / "models", args.batch_rows, args.models
+            )
+            store = workdir / "store"
+            uris = {"seed": publish(store, "bench")}
+            for name in args.models:
+                uris[name] = publish(store, name, pickles[name])
+            for name, workload in workloads.items():
+                # wrk's body: the first one-row request of each model.
+                (workdir / f"{name}.json").write_bytes(workload.bodies[0])
+            servers = targets(uris, pickles)
             for run in range(args.runs):
                 # Rotate who goes first, so none always meets a warmer machine.
                 turn = run % len(servers)
                 for target in servers[turn:] + servers[:turn]:
-                    result = run_once(target, run, args, workdir, reference)
+                    workload = workloads[target.workload]
+                    result = run_once(target, run, args, workdir, workload)
                     results.append(result)
                     batch = (
                         f", batch {result.batch_rows_per_s:,.0f} rows/s"
@@ -1123,15 +1373,22 @@ def main(argv: list[str] | None = None) -> int:
         "git": git_at_start,
         "git_at_end": git_state(),
     }
-    print(render(summary, env, args, reference))
+    print(render(summary, env, args, workloads))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         raw = {
             "environment": env,
             "settings": {
                 **{key: value for key, value in vars(args).items() if key != "json"},
-                "payload": PAYLOAD,
-                "expected_label": reference.label,
+                "requests": {
+                    name: [
+                        {"body": payload, "expected_label": label}
+                        for payload, label in zip(
+                            workload.payloads, workload.labels, strict=True
+                        )
+                    ]
+                    for name, workload in workloads.items()
+                },
             },
             "summary": summary,
             "goals": [

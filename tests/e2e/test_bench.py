@@ -1,8 +1,10 @@
-"""bench/coldstart.py measures four servers and reports every figure (no timings)."""
+"""bench/coldstart.py measures every server, checks every answer and reports every
+figure (no timings asserted)."""
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import subprocess
@@ -16,7 +18,18 @@ import pytest
 from tests.support import REPO
 
 SCRIPT = REPO / "bench" / "coldstart.py"
-SERVERS = ["SEED", "SKLEARN", "ONNX", "NOOP"]
+SERVERS = [
+    "SEED",
+    "SKLEARN",
+    "ONNX",
+    "CT_SKLEARN",
+    "CT_ONNX",
+    "HGB_SKLEARN",
+    "HGB_ONNX",
+    "NOOP",
+]
+OURS = [name for name in SERVERS if name.endswith(("SKLEARN", "ONNX"))]
+TYPED = [name for name in OURS if "_" in name]
 
 
 def _load_bench() -> ModuleType:
@@ -65,7 +78,7 @@ def _number(cell: str) -> float:
 
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_bench_reports_four_servers_with_every_figure(tmp_path: Path) -> None:
+def test_bench_reports_every_server_with_every_figure(tmp_path: Path) -> None:
     raw_path = tmp_path / "raw.json"
     done = _bench(
         "--runs",
@@ -88,13 +101,24 @@ def test_bench_reports_four_servers_with_every_figure(tmp_path: Path) -> None:
         assert all(_number(cell) > 0 for cell in row[1:6]), row
     batch = {row[0].split(":")[0]: row[6] for row in headline}
     assert batch["SEED"].endswith("(1 row/request)")
-    assert _number(batch["SKLEARN"]) > 0 and _number(batch["ONNX"]) > 0
+    assert all(_number(batch[name]) > 0 for name in OURS), batch
     assert batch["NOOP"] == "n/a"
 
     ratios = {row[0]: row[1:] for row in _table(done.stdout, "| server | cold start |")}
     assert list(ratios) == SERVERS
     assert ratios["SEED"][:6] == ["1.00x"] * 6
     assert ratios["NOOP"][6] == "1.00x" and ratios["NOOP"][5] == "n/a"
+    for name in OURS:
+        # Every figure of ours has a ratio to the tutorial's and to the floor's.
+        assert all(_number(cell) > 0 for cell in ratios[name]), (name, ratios[name])
+
+    twins = _table(done.stdout, "| model | cold start |")
+    assert [row[0] for row in twins] == [
+        "the tutorial's RandomForest",
+        "ColumnTransformer + RandomForest",
+        "HistGradientBoosting, categories",
+    ]
+    assert all(_number(cell) > 0 for row in twins for cell in row[1:]), twins
 
     goals = _table(done.stdout, "| target | wanted |")
     assert len(goals) == len(bench.GOALS)
@@ -104,16 +128,91 @@ def test_bench_reports_four_servers_with_every_figure(tmp_path: Path) -> None:
     assert [r["target"] for r in raw["runs"]] == SERVERS
     libraries = {name: row["libraries"] for name, row in raw["summary"].items()}
     assert {"numpy", "sklearn"} <= set(libraries["SEED"])
-    assert "onnxruntime" in libraries["ONNX"] and "sklearn" not in libraries["ONNX"]
+    for name in ("ONNX", "CT_ONNX", "HGB_ONNX"):
+        # The twin serves typed rows without scikit-learn or pandas.
+        assert "onnxruntime" in libraries[name], (name, libraries[name])
+        assert not {"sklearn", "pandas"} & set(libraries[name]), libraries[name]
+    for name in ("CT_SKLEARN", "HGB_SKLEARN"):
+        assert {"sklearn", "pandas"} <= set(libraries[name]), libraries[name]
     assert libraries["NOOP"] == []
     for run in raw["runs"]:
         assert len(run["latencies_ms"]) == 20
         assert run["load_requests"] > 0
-        assert len(run["batch_latencies_ms"]) == (
-            2 if run["target"] in {"SKLEARN", "ONNX"} else 0
-        )
+        assert len(run["batch_latencies_ms"]) == (2 if run["target"] in OURS else 0)
+    # The bench checked every answer against these labels (it exits 1 on any
+    # other): they must be the models' own, and the typed rows' two requests
+    # must differ, so a server answering a constant cannot pass.
+    requests = raw["settings"]["requests"]
+    assert [r["expected_label"] for r in requests["seed"]] == [0]
+    for model in ("canonical", "hgb"):
+        rows = [r["body"]["features"] for r in requests[model]]
+        assert any(None in row.values() for row in rows)
+        assert any(isinstance(v, str) for row in rows for v in row.values())
+        own = _own_labels(model, rows)
+        assert [r["expected_label"] for r in requests[model]] == own
+        assert len(set(own)) == 2, own
+    for name in TYPED:
+        assert raw["summary"][name]["workload"] in {"canonical", "hgb"}
+    assert "--holdout customers.csv" in done.stdout
     assert "load average 1/5/15 min at start" in done.stdout
     assert "at commit " in done.stdout
+
+
+def _own_labels(model: str, rows: list[dict[str, Any]]) -> list[Any]:
+    """The `model` bench model's labels for `rows`, on the frame pandas reads from
+    a CSV of them with the training dtypes (empty cells NaN; categories as
+    trained, so an unseen one is missing): a path independent of the bench's."""
+    import pandas as pd
+
+    fitted, training = bench.fit_typed(model)
+    text = io.StringIO()
+    pd.DataFrame(rows, columns=list(training.columns)).to_csv(text, index=False)
+    text.seek(0)
+    frame = pd.read_csv(text)
+    for column, dtype in training.dtypes.items():
+        if isinstance(dtype, pd.CategoricalDtype):
+            frame[column] = pd.Categorical(frame[column], categories=dtype.categories)
+    return fitted.predict(frame).tolist()
+
+
+def test_typed_batch_carries_nulls_unseen_categories_and_the_models_own_labels(
+    tmp_path: Path,
+) -> None:
+    rows = bench.typed_batch_rows(300)
+    assert any(row["income"] is None for row in rows)
+    assert any(row["plan"] is None for row in rows)
+    assert any(row["plan"] == "gold" for row in rows)  # never seen in training
+    for model in bench.TYPED_MODELS:
+        path, labels = bench.train_typed(model, tmp_path, rows)
+        assert path.is_file()
+        assert labels == _own_labels(model, rows)
+        assert set(labels) == {"yes", "no"}
+
+
+def test_model_rows_follow_the_models_option() -> None:
+    pickles = {"seed": REPO / "x.pkl"}
+    servers = bench.targets({"seed": "file:///s/bench", "hgb": "/s/hgb"}, pickles)
+    assert [t.name for t in servers] == [
+        "SEED",
+        "SKLEARN",
+        "ONNX",
+        "HGB_SKLEARN",
+        "HGB_ONNX",
+        "NOOP",
+    ]
+    hgb = {t.name: t for t in servers if t.workload == "hgb"}
+    assert {t.env["MODEL_RUNTIME"] for t in hgb.values()} == {"sklearn", "onnx"}
+    assert {t.env["MODEL_URI"] for t in hgb.values()} == {"/s/hgb"}
+    assert bench.parse_args([]).models == ["canonical", "hgb"]  # the default
+    assert bench.parse_args(["--models", "none"]).models == []
+
+
+def test_bench_refuses_an_unknown_model_row() -> None:
+    done = _bench("--models", "canonical,gold")
+    assert done.returncode == 2
+    assert "--models takes a comma-separated list of canonical, hgb" in done.stderr
+    assert "'canonical,gold'" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_bench_refuses_more_wrk_threads_than_connections() -> None:
@@ -190,6 +289,14 @@ def _target(kind: str) -> Any:
 def test_a_wrong_label_fails_the_run() -> None:
     with pytest.raises(bench.BenchError, match="expected prediction 0"):
         bench.check_answer(_target("ours"), 200, b'{"prediction": 1}', 0)
+
+
+def test_a_wrong_string_label_fails_the_run() -> None:
+    bench.check_answer(_target("ours"), 200, b'{"prediction": "yes"}', "yes")
+    with pytest.raises(bench.BenchError, match='expected prediction "yes"'):
+        bench.check_answer(_target("ours"), 200, b'{"prediction": "no"}', "yes")
+    with pytest.raises(bench.BenchError, match="answered 400"):
+        bench.check_answer(_target("ours"), 400, b'{"error": {}}', "yes")
 
 
 def test_the_floor_must_answer_its_constant() -> None:
