@@ -105,6 +105,32 @@ def make_model(kind: str, task: str, seed: int, frame: Any = None) -> Any:
     return Pipeline([("prepare", prepare(frame)), ("model", kinds[kind]())])
 
 
+# Kinds whose trees compute in float32: a value beyond its range cannot be fitted.
+FLOAT32_KINDS = ("random-forest", "gradient-boosting")
+
+
+def _check_float32_range(data: Dataset, kind: str) -> None:
+    """ConfigError naming the first feature beyond float32 for a kind whose
+    trees cast to it (scikit-learn would overflow, then refuse the data)."""
+    if kind not in FLOAT32_KINDS:
+        return
+    limit = float(np.finfo(np.float32).max)
+    names = data.feature_names
+    X = data.X
+    for j, name in enumerate(names):
+        column = X[name] if data.tabular else X[:, j]
+        values = np.asarray(column, dtype=object if data.tabular else np.float64)
+        numbers = np.array(
+            [v for v in values if isinstance(v, float | int)], dtype=np.float64
+        )
+        if numbers.size and np.nanmax(np.abs(numbers), initial=0.0) > limit:
+            raise ConfigError(
+                f"cannot fit {kind} on {data.source}: column {name!r} holds values "
+                "beyond float32's range, which its trees compute in; rescale it or "
+                "choose --model logistic-regression/linear-regression"
+            )
+
+
 def fit_holdout(
     data: Dataset, kind: str, task: str, seed: int, test_size: float = 0.2
 ) -> tuple[Any, dict[str, float], dict[str, Any], Any]:
@@ -147,6 +173,7 @@ def fit_holdout(
     X_tr, X_te, y_tr, y_te = train_test_split(
         data.X, y, test_size=test_size, random_state=seed, stratify=stratify
     )
+    _check_float32_range(data, kind)
     model = make_model(kind, task, seed, X_tr if data.tabular else None)
     model = model.fit(X_tr, y_tr)
     predicted = model.predict(X_te)

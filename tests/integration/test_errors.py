@@ -194,7 +194,8 @@ def test_finite_values_the_model_cannot_take_are_400_not_500(served: Path) -> No
 def test_non_finite_model_output_is_400_not_500(tmp_path: Path) -> None:
     from sklearn.linear_model import LinearRegression
 
-    model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1e300])
+    # A slope of 1e10, fitted on ordinary numbers: 1e300 then predicts 1e310.
+    model = LinearRegression().fit([[0.0], [1.0]], [0.0, 1e10])
     publish_estimator(tmp_path / "reg", model)
     os.environ["MODEL_URI"] = str(tmp_path / "reg")
 

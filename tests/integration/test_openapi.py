@@ -446,3 +446,16 @@ def test_every_error_code_the_document_names_is_raised_by_the_code() -> None:
     }
 
     assert sorted(named - set(raised_error_codes())) == []
+
+
+def test_one_version_number_everywhere(client: FlaskClient, served: Path) -> None:
+    """The package's version is the OpenAPI document's and the V2 server's."""
+    from importlib.metadata import version
+
+    import skserve
+
+    server = client.get("/v2").get_json()
+
+    assert SPEC["info"]["version"] == skserve.__version__
+    assert server["version"] == skserve.__version__
+    assert version("sklearn-serverless") == skserve.__version__

@@ -307,3 +307,19 @@ def test_a_stored_runtime_name_is_not_echoed(served: Path) -> None:
     assert response.status_code == 503
     assert "private-bucket" not in response.get_data(as_text=True)
     assert len(response.get_data()) < 1000
+
+
+def test_metadata_tells_the_stored_runtimes_from_the_one_answering(
+    served: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for runtime in ("onnx", "sklearn"):
+        monkeypatch.setenv("MODEL_RUNTIME", runtime)
+        import main
+
+        main._service = None
+
+        body = call("GET", "/metadata").get_json()
+
+        assert body["stored_runtimes"] == ["sklearn", "onnx"]
+        assert body["served_by"] == runtime
+        assert "runtime" not in body  # the manifest's pickle runtime, renamed

@@ -24,7 +24,7 @@ from skserve.http import (
     read_body,
     require_json,
 )
-from skserve.protocols.base import Endpoint, Protocol
+from skserve.protocols.base import Endpoint, Protocol, timed_predict
 from skserve.rows import to_table
 from skserve.runtimes import Prediction
 
@@ -70,9 +70,18 @@ class V1Protocol(Protocol):
     def metadata(self, request: flask.Request) -> flask.Response:
         """The loaded model's manifest facts (loading it if needed)."""
         model = self.context.model(request)
-        facts = {k: v for k, v in model.manifest.data.items() if k != "signature"}
+        manifest = model.manifest
+        # The manifest's "runtime" names its pickle's runtime, not the one
+        # answering: shown as the runtimes of what is stored, beside served_by.
+        hidden = ("signature", "runtime")
+        facts = {k: v for k, v in manifest.data.items() if k not in hidden}
+        twin = manifest.twin
+        stored = [manifest.runtime]
+        if twin is not None and isinstance(twin.get("runtime", "onnx"), str):
+            stored.append(str(twin.get("runtime", "onnx")))
         body = {
             **facts,
+            "stored_runtimes": stored,
             # What rows may hold; a manifest published before schemas gets
             # the all-numeric one it is served with.
             "input_schema": model.schema.to_json(),
@@ -91,8 +100,12 @@ class V1Protocol(Protocol):
         model = self.context.model(request)
         table = to_table(payload.rows, single=payload.single, schema=model.schema)
         request.environ["skserve.rows"] = len(table)
-        result = model.runtime.predict(
-            table, probabilities=payload.probabilities, scores=payload.scores
+        result = timed_predict(
+            request,
+            model,
+            table,
+            probabilities=payload.probabilities,
+            scores=payload.scores,
         )
         body = {**encode(result, single=payload.single), "model_version": model.version}
         return json_response(body)

@@ -4,14 +4,13 @@ before the model is loaded, its rows judged by the model's schema after."""
 
 from __future__ import annotations
 
-import functools
-import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 import flask
 from werkzeug.routing import Rule
 
+import skserve
 from skserve.errors import (
     BadRequest,
     Code,
@@ -21,7 +20,7 @@ from skserve.errors import (
 )
 from skserve.http import json_response, read_body
 from skserve.loader import LoadedModel
-from skserve.protocols.base import Endpoint, Protocol
+from skserve.protocols.base import Endpoint, Protocol, timed_predict
 from skserve.protocols.v2.codec import (
     DECISION_FUNCTION,
     HEADER_LENGTH,
@@ -51,10 +50,9 @@ GIVEN_BY = {
 }
 
 
-@functools.cache
 def server_version() -> str:
-    """The API version the OpenAPI document states (one source for both)."""
-    return str(json.loads(OPENAPI.read_bytes())["info"]["version"])
+    """The package's version (the OpenAPI document states the same one)."""
+    return skserve.__version__
 
 
 def output_tensors(model: LoadedModel) -> list[dict[str, Any]]:
@@ -181,7 +179,9 @@ class V2Protocol(Protocol):
             if output.name not in given:
                 raise _not_given(output.name, model.manifest.task, given)
         try:
-            prediction = model.runtime.predict(
+            prediction = timed_predict(
+                request,
+                model,
                 table,
                 probabilities=PREDICT_PROBA in wanted,
                 scores=DECISION_FUNCTION in wanted,
