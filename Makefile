@@ -1,6 +1,8 @@
 # `make run`: set up and serve the embedded default model on :8080.
 # `make test`: set up and run every test (what .ci/run calls).
 # `make test-fast`: unit and integration tests only, for the edit loop.
+# `make demo`: the demo page and a function that allows it, on :8001 and :8090.
+# `make emulators` / `make batch-setup`: the optional parts' own installs.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,21 +12,47 @@ PORT ?= 8080
 HOST ?= 127.0.0.1
 WEB_PORT ?= 8000
 
-.PHONY: run web chromium wrk test test-fast lint format bench clean
+DEMO_PORT ?= 8090
+DEMO_WEB_PORT ?= 8001
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# setuptools' advice on editable installs ("be careful with folders ... with
+# the same name as your package"): here those folders are the packages.
+QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
+
+.PHONY: run demo web emulators batch-setup chromium wrk test test-fast lint format \
+	bench clean
 
 # What serving and training need: the function's pins, the trainer's, and the
 # two packages themselves (editable, from function/ and train/).
 $(BIN)/.installed-run: function/requirements.txt train/requirements.txt pyproject.toml
+	@echo "make: setting up $(VENV) with the function's and the trainer's pins (a minute or two, once)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r train/requirements.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --progress-bar off -r train/requirements.txt
+	$(QUIET_EDITABLE) $(PIP) install --quiet --no-deps -e .
 	touch $@
 
 # Everything to develop and test, on top of that.
-$(BIN)/.installed: $(BIN)/.installed-run requirements.txt batch/requirements.txt
-	$(BIN)/python -m pip install --quiet -r requirements.txt
+$(BIN)/.installed: $(BIN)/.installed-run requirements.txt batch/requirements.txt infra/local/requirements.txt
+	@echo "make: adding the test tools to $(VENV) (a few minutes, once)"
+	$(PIP) install --quiet -r requirements.txt
 	touch $@
+
+# The S3 and GCS emulators alone (moto_server, gcp-storage-emulator).
+$(BIN)/.installed-emulators: $(BIN)/.installed-run infra/local/requirements.txt
+	@echo "make: adding the store emulators to $(VENV)"
+	$(PIP) install --quiet -r infra/local/requirements.txt
+	touch $@
+
+emulators: $(BIN)/.installed-emulators
+
+# Apache Beam alone, for `python -m batch`.
+$(BIN)/.installed-batch: $(BIN)/.installed-run batch/requirements.txt
+	@echo "make: adding Apache Beam to $(VENV) (a minute or two, once)"
+	$(PIP) install --quiet -r batch/requirements.txt
+	touch $@
+
+batch-setup: $(BIN)/.installed-batch
 
 # The Serverless Framework CLI (osls) and its Python plugin, for serverless.yml.
 node_modules/.installed: package.json package-lock.json
@@ -34,8 +62,14 @@ node_modules/.installed: package.json package-lock.json
 model-store/default/LATEST: | $(BIN)/.installed-run
 	$(BIN)/python -m train
 
+# Serves in the foreground (Ctrl-C stops it) and says so once it answers.
 run: $(BIN)/.installed-run model-store/default/LATEST
-	$(BIN)/functions-framework --source function/main.py --target predict --host $(HOST) --port $(PORT)
+	@$(BIN)/python infra/local/serve.py --host $(HOST) --port $(PORT)
+
+# The demo page and a function that allows it, on ports beside `make run`'s.
+demo: $(BIN)/.installed-run model-store/default/LATEST
+	@$(BIN)/python infra/local/serve.py --host $(HOST) --port $(DEMO_PORT) \
+		--page-port $(DEMO_WEB_PORT)
 
 # The demo page (web/) on :$(WEB_PORT) beside `make run`; start the function with
 # CORS_ALLOW_ORIGINS=http://127.0.0.1:$(WEB_PORT) so the page may call it.

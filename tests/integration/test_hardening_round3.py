@@ -335,7 +335,7 @@ def _run_command(env: dict[str, str]) -> str:
 def test_make_run_binds_the_loopback_address_by_default() -> None:
     os.environ.pop("HOST", None)
 
-    assert "functions-framework" in _run_command({})
+    assert "infra/local/serve.py" in _run_command({})
     assert " --host 127.0.0.1 " in _run_command({})
     assert " --host 0.0.0.0 " in _run_command({"HOST": "0.0.0.0"})
 
