@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import os
 import sys
@@ -21,15 +20,20 @@ from batch.handler import MAX_BATCH_ROWS, verify_at_launch
 from batch.io import (
     FORMATS,
     HEADER_MODES,
+    MAX_LINE_CHARS,
     MODEL_VERSION,
     PREDICTION,
     PROBABILITY,
     SCORE,
+    RecordProblem,
+    csv_records,
     header_columns,
     input_format,
     looks_like_header,
+    text_lines,
     text_stream,
 )
+from batch.location import OutputError, check_output
 from batch.pipeline import Job, build, counts
 from batch.validate import Layout, header_problems
 from skserve.errors import BadRequest, IncompatibleModel, ServingError
@@ -126,6 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"most rows per RunInference batch (default {MAX_BATCH_ROWS})",
     )
     parser.add_argument(
+        "--max-line-chars",
+        type=_positive,
+        default=MAX_LINE_CHARS,
+        metavar="N",
+        help="most characters in an input line, and in a CSV record whose quoted "
+        f"fields span lines (default {MAX_LINE_CHARS:,}); a longer one is rejected "
+        "as it is read, its first characters in the dead letter",
+    )
+    parser.add_argument(
         "--progress-seconds",
         type=float,
         default=10.0,
@@ -159,17 +172,18 @@ def _pipeline_options(flags: Sequence[str]) -> PipelineOptions:
     return options
 
 
-def _first_record(path: str) -> list[str] | None:
-    """The first non-blank CSV record of `path`, or None if it has none."""
+def _first_record(path: str, max_chars: int) -> list[str] | RecordProblem | None:
+    """The first non-blank CSV record of `path` (read as the job reads it), or
+    None if it has none."""
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as raw:
-        for cells in csv.reader(text_stream(raw)):
-            if cells:
-                return cells
+        lines = text_lines(text_stream(raw), max_chars)
+        for _, record in csv_records(lines, max_chars):
+            return record
     return None
 
 
 def _plan_input(
-    pattern: str, fmt: str, header_mode: str, layout: Layout
+    pattern: str, fmt: str, header_mode: str, layout: Layout, max_chars: int
 ) -> tuple[str, str]:
     """(input format, header mode), checked against the first matching file."""
     try:
@@ -185,9 +199,14 @@ def _plan_input(
             raise UsageError("--header yes is for CSV; JSON Lines rows name their keys")
         return fmt, "no"
     try:
-        cells = _first_record(first)
+        cells = _first_record(first, max_chars)
     except Exception as exc:
         raise UsageError(f"cannot read {first}: {_one_line(exc)}") from None
+    if isinstance(cells, RecordProblem):
+        if header_mode == "no":
+            return fmt, header_mode  # a data row: the job rejects it alone
+        # The job would fail on it too: a header it cannot read maps no row.
+        raise UsageError(f"cannot read the header of {first}: {cells.message}")
     if header_mode == "auto":
         header = cells is not None and looks_like_header(cells, layout.schema)
     else:
@@ -230,15 +249,23 @@ def _one_line(exc: BaseException) -> str:
 
 
 def prepare(args: argparse.Namespace, options: PipelineOptions) -> Job:
-    """Resolve and verify the model, check the input, and fix the job."""
+    """Check the output location, resolve and verify the model, check the
+    input, and fix the job."""
+    try:
+        check_output(args.output)  # before anything is read
+    except OutputError as error:
+        raise UsageError(str(error)) from None
     FileSystems.set_options(options)  # e.g. --s3_endpoint_url for the checks below
     env = {**os.environ, "MODEL_URI": args.model_uri}
     if args.runtime:
         env["MODEL_RUNTIME"] = args.runtime
     settings = Settings.from_env(env)
     uri = settings.model_uri
-    # LATEST is read once, here: every worker scores with this version.
-    version = uri.pinned or read_latest(open_store(uri.root))
+    # LATEST is read once, here: every worker scores with this version. With
+    # signing keys only a pointer they signed is followed.
+    version = uri.pinned or read_latest(
+        open_store(uri.root), signing_keys=settings.signing_keys
+    )
     source, model = verify_at_launch(
         uri.root,
         uri.name,
@@ -257,7 +284,9 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> Job:
     classes = probe.classes if args.probabilities else None
     _check_keep(args.keep, classes, args.scores)
     layout = Layout(model.schema, tuple(args.keep))
-    fmt, header = _plan_input(args.input, args.input_format, args.header, layout)
+    fmt, header = _plan_input(
+        args.input, args.input_format, args.header, layout, args.max_line_chars
+    )
     print(
         f"batch: scoring {args.input} with {uri.root} version {version} "
         f"({model.runtime.name})",
@@ -277,6 +306,7 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> Job:
         scores=args.scores,
         progress_seconds=args.progress_seconds,
         max_batch_rows=args.batch_rows,
+        max_line_chars=args.max_line_chars,
     )
 
 

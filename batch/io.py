@@ -8,10 +8,12 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
+from skserve.errors import Code
 from skserve.schema import BOOLEAN, CATEGORY, Column, InputSchema
 
 FORMATS = ("csv", "jsonl")
@@ -25,15 +27,34 @@ PROBABILITY = "probability_"
 SCORE = "score"
 # A CSV cell's text -> the JSON value the API would be sent for it.
 CellReader = Callable[[str], Any]
+# The most characters an input line may hold (besides its line break), and a
+# CSV record over the lines a quoted field spans: a longer one is rejected
+# while it is read, so no line, however long, is held in memory whole.
+MAX_LINE_CHARS = 1 << 20
+# How much of a rejected over-long line its dead letter shows.
+EXCERPT_CHARS = 200
+# Characters read at a time while skipping the rest of an over-long line.
+_SKIP_CHARS = 1 << 16
+# OWASP's CSV injection guidance (and ASVS 1.2.10, which adds NUL): a
+# spreadsheet runs a cell that starts with one of these.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
+# A number written in decimal notation: a spreadsheet reads it as that number,
+# which runs nothing. ASCII digits only, as spreadsheets read them.
+_NUMBER = re.compile(r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
+# A cell holding one of these is quoted: RFC 4180's comma, quote and line
+# breaks, and the separators of other locales (";", tab), so that no
+# spreadsheet splits a cell into one that starts with a formula.
+_QUOTED = re.compile(r'[",;\t\r\n]')
 
 
 @dataclass(frozen=True)
-class CsvProblem:
-    """A record the csv module could not split (e.g. a field beyond its size
-    limit), and the text of the lines it read for it, to fix and replay."""
+class RecordProblem:
+    """A line or record that cannot be read as a row (too long, not UTF-8, not
+    splittable as CSV), and what to show of it, to fix and replay."""
 
     message: str
     text: str = ""
+    code: str = Code.INVALID_REQUEST
 
 
 def input_format(path: str) -> str:
@@ -61,45 +82,170 @@ class _RawReader(io.RawIOBase):
 
 
 def text_stream(raw: Any) -> IO[str]:
-    """UTF-8 text over a binary stream; a BOM is dropped, and undecodable bytes
-    become U+FFFD so the row they are in is rejected, not the whole file."""
+    """UTF-8 text over a binary stream; a BOM is dropped, and an undecodable
+    byte becomes a lone surrogate (U+DC80-U+DCFF), which `text_lines` finds,
+    so the line it is in is rejected, not the whole file."""
     if not isinstance(raw, io.IOBase):
         raw = io.BufferedReader(_RawReader(raw))
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="")
+    return io.TextIOWrapper(
+        raw, encoding="utf-8-sig", errors="surrogateescape", newline=""
+    )
 
 
-def csv_records(text: IO[str]) -> Iterator[tuple[int, list[str] | CsvProblem]]:
-    """(line number where the record starts, its cells) for each non-blank record.
+def readable(text: str) -> str:
+    """`text` with each undecodable byte shown as \\xNN, for messages and
+    dead letters (which must be UTF-8 themselves)."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
-    Quoted fields may span lines, so the number comes from the reader itself.
-    """
+
+def _excerpt(text: str, limit: int) -> str:
+    shown = min(EXCERPT_CHARS, limit)
+    return readable(text[:shown]) + ("…" if len(text) > shown else "")
+
+
+def _break_length(line: str) -> int:
+    """How many characters of `line` are its line break (0, 1 or 2)."""
+    if line.endswith("\r\n"):
+        return 2
+    return 1 if line.endswith(("\n", "\r")) else 0
+
+
+def text_lines(
+    text: IO[str], max_chars: int = MAX_LINE_CHARS
+) -> Iterator[str | RecordProblem]:
+    """Each line of `text` with its line break (CR, LF or CRLF), or, in its
+    place, a RecordProblem for a line of more than `max_chars` characters
+    (read in pieces and dropped, never held whole) or one that is not UTF-8."""
+    limit = max_chars + 2  # the line and a CRLF
+    readline = text.readline
+    number = 0
+    pending: str | None = None  # a line read ahead (after a CR, to see an LF)
+    while True:
+        if pending is None:
+            line = readline(limit)
+        else:
+            line, pending = pending, None
+        if not line:
+            return
+        number += 1
+        size = len(line) - _break_length(line)
+        if size <= max_chars:
+            yield _utf8_line(line, number)
+            continue
+        # Over the bound: count the rest of the line while dropping it.
+        head, last, piece = line, line, limit
+        while not _break_length(last):
+            last = readline(_SKIP_CHARS)
+            if not last:
+                break
+            size += len(last) - _break_length(last)
+            piece = _SKIP_CHARS
+        if last.endswith("\r") and len(last) == piece:
+            # The read stopped at a CR: an LF after it ends this line too.
+            pending = readline(limit)
+            if pending == "\n":
+                pending = None
+        yield RecordProblem(
+            f"line {number} has {size:,} characters, more than the {max_chars:,} "
+            "a line may have (--max-line-chars)",
+            _excerpt(head.rstrip("\r\n"), max_chars),
+            Code.PAYLOAD_TOO_LARGE,
+        )
+
+
+def _utf8_line(line: str, number: int) -> str | RecordProblem:
+    """The line, or a RecordProblem naming its first byte that is not UTF-8."""
+    if line.isascii():
+        return line
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: an undecodable byte
+        byte = ord(line[exc.start]) - 0xDC00
+        return RecordProblem(
+            f"line {number} is not UTF-8: byte 0x{byte:02X} at character "
+            f"{exc.start + 1} (save the file as UTF-8)",
+            readable(line.rstrip("\r\n")),
+        )
+    return line
+
+
+class _Unreadable(Exception):
+    """Raised through the csv reader to end a record at a line it cannot take."""
+
+    def __init__(self, problem: RecordProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def csv_records(
+    lines: Iterable[str | RecordProblem], max_chars: int = MAX_LINE_CHARS
+) -> Iterator[tuple[int, list[str] | RecordProblem]]:
+    """(line number where the record starts, its cells) for each non-blank
+    record of `lines` (from `text_lines`, which bounds each line), or a
+    RecordProblem for one that cannot be read: a line `text_lines` refused,
+    a record that csv cannot split, or one whose quoted fields carry it over
+    more than `max_chars` characters. Reading goes on at the next line."""
+    source = iter(lines)
     taken: list[str] = []  # the lines the reader took for the current record
+    read = 0  # lines read so far (quoted fields may span lines)
+    size = 0
 
-    def lines() -> Iterator[str]:
-        for line in text:
+    def feed() -> Iterator[str]:
+        nonlocal read, size
+        for line in source:
+            read += 1
+            if isinstance(line, RecordProblem):
+                raise _Unreadable(line)
             taken.append(line)
+            size += len(line)
+            if size > max_chars and len(taken) > 1:
+                raise _Unreadable(
+                    RecordProblem(
+                        f"the record has more than the {max_chars:,} characters a "
+                        f"record may have (--max-line-chars) by line {read} (is a "
+                        "quoted field never closed?)",
+                        _excerpt("".join(taken), max_chars),
+                        Code.PAYLOAD_TOO_LARGE,
+                    )
+                )
             yield line
 
-    reader = csv.reader(lines())
+    reader = csv.reader(feed())
     while True:
-        start = reader.line_num + 1
+        start = read + 1
         taken.clear()
+        size = 0
         try:
             cells = next(reader)
         except StopIteration:
             return
+        except _Unreadable as stop:
+            problem = stop.problem
+            if taken and problem.code != Code.PAYLOAD_TOO_LARGE:
+                # A line inside a quoted field: the record's lines before it too.
+                text = "".join(taken) + problem.text
+                problem = RecordProblem(problem.message, readable(text), problem.code)
+            yield start, problem
+            reader = csv.reader(feed())  # the stopped one cannot go on
+            continue
         except csv.Error as exc:
             problem = f"cannot split this CSV line: {exc}"
-            yield start, CsvProblem(problem, "".join(taken).rstrip("\r\n"))
+            text = readable("".join(taken).rstrip("\r\n"))
+            yield start, RecordProblem(problem, text)
             continue
         if cells:  # csv yields [] for a blank line: no row there
             yield start, cells
 
 
-def jsonl_records(text: IO[str]) -> Iterator[tuple[int, str]]:
-    """(line number, text) for each non-blank line."""
-    for number, line in enumerate(text, start=1):
-        if line.strip():
+def jsonl_records(
+    lines: Iterable[str | RecordProblem],
+) -> Iterator[tuple[int, str | RecordProblem]]:
+    """(line number, text) for each non-blank line, or the RecordProblem
+    `text_lines` gave in its place."""
+    for number, line in enumerate(lines, start=1):
+        if isinstance(line, RecordProblem):
+            yield number, line
+        elif line.strip():
             yield number, line.rstrip("\r\n")
 
 
@@ -191,36 +337,47 @@ def output_columns(
     return columns
 
 
+def spreadsheet_text(text: str) -> str:
+    """A text cell as a spreadsheet may open it: with a leading apostrophe
+    when it starts with a character that makes the spreadsheet run it as a
+    formula (OWASP's CSV injection guidance), unless it is a number written
+    in decimal notation (-1.5, +3), which a spreadsheet reads as that number."""
+    if text.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(text):
+        return "'" + text
+    return text
+
+
 def csv_line(values: Sequence[Any]) -> str:
     """One CSV line (no newline) for values of JSON types."""
     return csv_lines([values])
 
 
 def csv_lines(rows: Sequence[Sequence[Any]]) -> str:
-    """CSV lines joined by newlines (none after the last) for rows of JSON types."""
-    buffer = io.StringIO()
-    # The terminator must be a newline: csv quotes a field only if it holds a
-    # character of the terminator (or the delimiter or a quote).
-    csv.writer(buffer, lineterminator="\n").writerows(
-        [_cell_text(v) for v in values] for values in rows
-    )
-    return buffer.getvalue()[:-1]
+    """CSV lines joined by newlines (none after the last) for rows of JSON
+    types, every text cell as `spreadsheet_text` writes it (numbers, booleans
+    and kept JSON objects are no text and are written as they are)."""
+    return "\n".join(",".join(map(_csv_cell, values)) for values in rows)
 
 
 def jsonl_line(columns: Sequence[str], values: Sequence[Any]) -> str:
-    """One JSON object per line; values keep their JSON types."""
+    """One JSON object per line; values keep their JSON types (JSON Lines is
+    data for programs: nothing is changed for spreadsheets)."""
     return json.dumps(dict(zip(columns, values, strict=True)))
 
 
-def _cell_text(value: Any) -> str:
-    if value is None:
-        return ""
+def _csv_cell(value: Any) -> str:
     if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
+        text = spreadsheet_text(value)
+    elif value is None:
+        return ""
+    elif isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float):
+    elif isinstance(value, float):  # never text: written as the number it is
         return repr(value) if math.isfinite(value) else json.dumps(value)
-    if isinstance(value, int):
+    elif isinstance(value, int):
         return str(value)
-    return json.dumps(value)  # a kept JSON object or list
+    else:
+        text = json.dumps(value)  # a kept JSON object or list
+    if _QUOTED.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text

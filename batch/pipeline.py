@@ -30,7 +30,8 @@ from batch.handler import (
     SkserveModelHandler,
 )
 from batch.io import (
-    CsvProblem,
+    MAX_LINE_CHARS,
+    RecordProblem,
     csv_line,
     csv_lines,
     csv_records,
@@ -39,6 +40,7 @@ from batch.io import (
     jsonl_records,
     looks_like_header,
     output_columns,
+    text_lines,
     text_stream,
 )
 from batch.validate import (
@@ -75,6 +77,7 @@ class Job:
     scores: bool = False  # an outlier detector's decision_function
     progress_seconds: float = 10.0
     max_batch_rows: int = MAX_BATCH_ROWS
+    max_line_chars: int = MAX_LINE_CHARS
 
     @property
     def columns(self) -> list[str]:
@@ -98,26 +101,33 @@ class HeaderError(ValueError):
 class ReadFiles(beam.DoFn):
     """Each file -> chunks of (line number, record); counts every row as read."""
 
-    def __init__(self, input_format: str, header: str, schema: InputSchema) -> None:
+    def __init__(
+        self,
+        input_format: str,
+        header: str,
+        schema: InputSchema,
+        max_line_chars: int = MAX_LINE_CHARS,
+    ) -> None:
         self.input_format = input_format
         self.header = header
         self.schema = schema
+        self.max_line_chars = max_line_chars
         self.read = Metrics.counter(NAMESPACE, "read")
 
     def process(self, readable: fileio.ReadableFile) -> Any:
         path = readable.metadata.path
         with readable.open() as raw:
-            text = text_stream(raw)
+            lines = text_lines(text_stream(raw), self.max_line_chars)
             if self.input_format == "jsonl":
-                records: Any = jsonl_records(text)
+                records: Any = jsonl_records(lines)
             else:
-                records = csv_records(text)
+                records = csv_records(lines, self.max_line_chars)
             columns = None
             if self.input_format == "csv" and self.header != "no":
                 first = next(records, None)
                 if first is None:
                     return
-                if isinstance(first[1], CsvProblem):
+                if isinstance(first[1], RecordProblem):
                     raise HeaderError(f"{path}: {first[1].message} (the header)")
                 if self.header == "yes" or looks_like_header(first[1], self.schema):
                     columns = header_columns(first[1])
@@ -234,7 +244,11 @@ def build(pipeline: beam.Pipeline, job: Job) -> None:
         | "Match" >> fileio.MatchFiles(job.input)
         | "Open" >> fileio.ReadMatches()
         | "Read"
-        >> beam.ParDo(ReadFiles(job.input_format, job.header, job.layout.schema))
+        >> beam.ParDo(
+            ReadFiles(
+                job.input_format, job.header, job.layout.schema, job.max_line_chars
+            )
+        )
         | "Spread" >> beam.Reshuffle()
     )
     checked = chunks | "Validate" >> beam.ParDo(

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from batch.io import CellReader, CsvProblem, cell_reader, number_cell
+from batch.io import CellReader, RecordProblem, cell_reader, number_cell
 from skserve.errors import BadRequest, Code
 from skserve.rows import Table, from_columns, to_table
 from skserve.schema import BOOLEAN, INTEGER, InputSchema
@@ -57,8 +58,9 @@ class Rejection(NamedTuple):
     code: str
     error: str
     # The row, to fix and replay: its CSV cells, its JSON Lines text, the text
-    # of a CSV record that could not be split, or (refused by the model) its
-    # values as JSON in the schema's order.
+    # of a record that could not be read (undecodable bytes as \xNN; of a line
+    # beyond the bound, its first characters), or (refused by the model) its
+    # values as JSON in the schema's order. Never None.
     row: Any
 
     def to_json(self) -> str:
@@ -201,6 +203,10 @@ class CsvRows:
         return [reader(cells[i]) for i, reader in self.positional if i < width], kept
 
 
+# A \u escape of a UTF-16 surrogate: only a pair of them is a character.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def parse_json_row(
     text: str, layout: Layout
 ) -> tuple[list[Any] | dict[str, Any], tuple]:
@@ -216,6 +222,8 @@ def parse_json_row(
         raise BadRequest("JSON is nested too deeply", code=Code.INVALID_JSON) from None
     except ValueError as exc:  # an integer beyond Python's digit limit
         raise BadRequest(f"unusable JSON: {exc}", code=Code.INVALID_JSON) from None
+    if _SURROGATE_ESCAPE.search(text):
+        _refuse_lone_surrogates(row)
     if isinstance(row, dict):
         kept = tuple(row.get(name) for name in layout.keep)
         if layout.feature_names:
@@ -230,17 +238,32 @@ def parse_json_row(
     )
 
 
+def _refuse_lone_surrogates(row: Any) -> None:
+    """A string anywhere in the row (kept or not) that UTF-8 cannot encode is
+    no text: it is refused, as bytes that are not UTF-8 are, rather than fail
+    the output it would be written to."""
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        char = exc.object[exc.start]
+        raise BadRequest(
+            f"unusable JSON: a string holds \\u{ord(char):04x}, a lone surrogate, "
+            "which is no character (UTF-8 cannot encode it)",
+            code=Code.INVALID_JSON,
+        ) from None
+
+
 def validate(features: list[Any] | dict[str, Any], layout: Layout) -> Table:
     """The row as a one-row Table; BadRequest with the API's message."""
     return to_table([features], single=True, schema=layout.schema)
 
 
 def parse_record(
-    record: list[str] | str | CsvProblem, layout: Layout, csv_rows: CsvRows | None
+    record: list[str] | str | RecordProblem, layout: Layout, csv_rows: CsvRows | None
 ) -> tuple[list[Any] | dict[str, Any], tuple]:
     """A CSV or JSON Lines record -> (the row as the API's `features`, kept values)."""
-    if isinstance(record, CsvProblem):
-        raise BadRequest(record.message, code=Code.INVALID_REQUEST)
+    if isinstance(record, RecordProblem):
+        raise BadRequest(record.message, code=Code(record.code))
     if csv_rows is not None:
         assert isinstance(record, list)
         return csv_rows.parse(record)
@@ -249,7 +272,7 @@ def parse_record(
 
 
 def _rejection(file: str, line: int, record: Any, error: BadRequest) -> Rejection:
-    shown = record.text if isinstance(record, CsvProblem) else record
+    shown = record.text if isinstance(record, RecordProblem) else record
     return Rejection(file, line, str(error.code), error.message, shown)
 
 

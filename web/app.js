@@ -38,16 +38,24 @@ let activeStatus = "connect-status";
 let retries = 0;
 
 function start() {
-  const params = new URLSearchParams(window.location.search);
-  $("url").value = params.get("url") ?? "";
-  $("key").value = params.get("key") ?? "";
-  if (params.has("key")) {
-    // A key in the address bar ends up in history and bookmarks; keep it
-    // only in the form from here on.
-    params.delete("key");
-    const query = params.toString();
-    history.replaceState(null, "", window.location.pathname + (query ? `?${query}` : ""));
+  const query = new URLSearchParams(window.location.search);
+  const fragment = new URLSearchParams(window.location.hash.slice(1));
+  $("url").value = fragment.get("url") ?? query.get("url") ?? "";
+  // The key comes only after the "#": browsers never send the fragment, so no
+  // host or proxy logs it. One in the query string has already been sent to
+  // the host that served this page: it is not used, and the page says so.
+  const leaked = query.has("key");
+  takeKey(fragment);
+  if (leaked) {
+    query.delete("key");
+    cleanAddress(query, fragment);
+    $("key-note").hidden = false;
   }
+  window.addEventListener("hashchange", () => {
+    // A #key=... pasted onto the open page does not reload it.
+    const pasted = new URLSearchParams(window.location.hash.slice(1));
+    if (takeKey(pasted) && $("url").value) connect();
+  });
   $("connect-form").addEventListener("submit", (event) => {
     event.preventDefault();
     connect();
@@ -60,7 +68,30 @@ function start() {
     event.preventDefault();
     scoreFile();
   });
-  if ($("url").value) connect();
+  if ($("url").value && !leaked) connect();
+}
+
+/**
+ * Put the fragment's key (if any) in the form and drop it from the address,
+ * so history and bookmarks never hold it; true when there was one.
+ * @param {URLSearchParams} fragment
+ */
+function takeKey(fragment) {
+  if (!fragment.has("key")) return false;
+  $("key").value = fragment.get("key");
+  fragment.delete("key");
+  cleanAddress(new URLSearchParams(window.location.search), fragment);
+  return true;
+}
+
+function cleanAddress(query, fragment) {
+  const search = query.toString();
+  const hash = fragment.toString();
+  history.replaceState(
+    null,
+    "",
+    window.location.pathname + (search ? `?${search}` : "") + (hash ? `#${hash}` : ""),
+  );
 }
 
 async function connect() {

@@ -250,16 +250,40 @@ function isNumber(cell) {
   return decimal.test(cell) && Number.isFinite(Number(cell));
 }
 
+// OWASP's CSV injection guidance (and ASVS 1.2.10, which adds NUL): a
+// spreadsheet runs a cell that starts with one of these characters.
+const FORMULA_START = /^[=+\-@\t\r\0]/;
+// A number in decimal notation: a spreadsheet reads it as that number.
+const DECIMAL = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
+
 /**
- * Render rows as CSV text (RFC 4180), quoting only where needed.
+ * A text cell as a spreadsheet may open it: with a leading apostrophe when
+ * it starts with a character that makes the spreadsheet run it as a formula
+ * ("=cmd|' /C calc'!A0", "@SUM(1)", "+HYPERLINK(...)", "-2+3"), unless it is
+ * a number written in decimal notation ("-1.5", "+3"), which runs nothing.
+ * The batch job's CSV output (batch/io.py) applies the same rule.
+ * @param {string} text
+ * @returns {string}
+ */
+export function spreadsheetText(text) {
+  return FORMULA_START.test(text) && !DECIMAL.test(text) ? `'${text}` : text;
+}
+
+/**
+ * Render rows as CSV text (RFC 4180). Text cells go through `spreadsheetText`
+ * (numbers and booleans are no text and stay as they are); a cell holding a
+ * comma, quote or line break, or the ";" or tab other locales split on, is
+ * quoted, so no spreadsheet splits it into a cell that starts a formula.
  * @param {string[]} header
  * @param {Array<Array<unknown>>} rows
  * @returns {string}
  */
 export function toCsv(header, rows) {
   const cell = (value) => {
-    const text = value === null || value === undefined ? "" : String(value);
-    return /[",\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
+    let text = "";
+    if (typeof value === "string") text = spreadsheetText(value);
+    else if (value !== null && value !== undefined) text = String(value);
+    return /[",;\t\r\n]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
   };
   return [header, ...rows].map((row) => row.map(cell).join(",")).join("\r\n") + "\r\n";
 }

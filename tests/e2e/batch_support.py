@@ -33,6 +33,33 @@ def run_batch(
     )
 
 
+# Runs ARGV as a child and prints the child's peak resident set size: this
+# process has no other child, so RUSAGE_CHILDREN is that of the job alone.
+_MEASURED = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(f'peak-rss-kib: {peak}', file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
+
+
+def run_batch_measured(*args: str) -> tuple[subprocess.CompletedProcess, int]:
+    """`run_batch`, and the job's peak resident set size in KiB."""
+    job = [sys.executable, "-m", "batch", *args, *DIRECT, "--progress-seconds", "0"]
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *job],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("peak-rss-kib: "), result.stderr
+    return result, int(last.split()[-1])
+
+
 def counts(result: subprocess.CompletedProcess) -> tuple[int, int, int]:
     """(read, scored, rejected) from the job's summary line."""
     line = next(line for line in result.stdout.splitlines() if line.startswith("read "))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.e2e.batch_support import counts, csv_rows, jsonl_rows, run_batch, shards
-from tests.support import REPO, published_model, run_train
+from tests.support import REPO, latest_version, published_model, run_train
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +88,7 @@ def test_local_csv_of_100k_rows_scores_as_sklearn_with_keys_intact(
     model = published_model(iris_store / "iris")
     expected = model.predict(matrix)
     proba = model.predict_proba(matrix)
-    version = (iris_store / "iris" / "LATEST").read_text().strip()
+    version = latest_version(iris_store / "iris")
     by_id = {row["id"]: row for row in rows}
     assert sorted(by_id) == sorted(f"row-{i}" for i in range(ROWS))
     got = np.array([int(by_id[f"row-{i}"]["prediction"]) for i in range(ROWS)])
@@ -279,7 +279,7 @@ def test_json_lines_in_and_out_keep_json_types(
 def test_tampered_model_fails_the_job_before_any_row_is_scored(
     model_dir: Path, tmp_path: Path
 ) -> None:
-    version = (model_dir / "LATEST").read_text().strip()
+    version = latest_version(model_dir)
     for artifact in ("model.pkl", "model.onnx"):
         path = model_dir / "versions" / version / artifact
         data = bytearray(path.read_bytes())
@@ -314,14 +314,14 @@ def test_pinned_version_is_honoured_over_latest(
 
     from tests.support import publish_estimator
 
-    pinned = (model_dir / "LATEST").read_text().strip()
+    pinned = latest_version(model_dir)
     seed_model = published_model(model_dir)
     rng = np.random.default_rng(3)
     matrix = rng.normal(size=(200, 10)).round(4)
     # A model that disagrees with the seed's on these rows, then promoted.
     labels = 1 - seed_model.predict(matrix)
     newer = publish_estimator(model_dir, LogisticRegression().fit(matrix, labels))
-    assert (model_dir / "LATEST").read_text().strip() == newer != pinned
+    assert latest_version(model_dir) == newer != pinned
     source = tmp_path / "in.csv"
     lines = ["id," + ",".join(f"x{j}" for j in range(10))]
     lines += [f"{i}," + ",".join(map(repr, r)) for i, r in enumerate(matrix.tolist())]

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 import pytest
@@ -19,11 +20,13 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 from sklearn.linear_model import LogisticRegression
 
+from batch.io import spreadsheet_text
 from tests.e2e.web_support import (
     SlowEndpoint,
     StaticSite,
     await_js,
     browser_url,
+    download,
     open_page,
     request_lines,
     run_js,
@@ -35,6 +38,7 @@ from tests.e2e.web_support import (
 from tests.support import (
     FunctionServer,
     free_port,
+    latest_version,
     publish_estimator,
     published_model,
     run_train,
@@ -259,7 +263,7 @@ def test_page_scores_500_row_csv_in_batches_and_downloads_the_results(
         for line in table
     ]
     assert np.array_equal(np.array(probabilities), model.predict_proba(data))
-    version = (model_dir / "LATEST").read_text().strip()
+    version = latest_version(model_dir)
     assert {line["model_version"] for line in table} == {version}
 
     size_field = browser.find_element(By.ID, "batch-size")
@@ -344,6 +348,83 @@ def test_page_shows_the_401_message_for_a_wrong_or_missing_key(
     assert error.startswith(f"Error 401 (unauthorized): {message}"), error
     assert "Request id: " in error
     assert not browser.find_element(By.ID, "single").is_displayed()
+
+
+def test_page_takes_the_key_from_the_fragment_which_never_reaches_the_host(
+    browser: WebDriver, site: StaticSite, function: FunctionServer
+) -> None:
+    before = len(site.requested)
+    connected = len(request_lines(function, "GET /metadata 200"))
+
+    open_page(browser, site, url=browser_url(function), key=KEY)
+
+    visible(browser, "single")  # the function wants the key: it was sent
+    assert len(request_lines(function, "GET /metadata 200")) == connected + 1
+    assert browser.current_url == (
+        f"{site.origin}/index.html?{urlencode({'url': browser_url(function)})}"
+    )  # no fragment left for history or bookmarks
+    served = site.requested[before:]
+    assert served and not [path for path in served if KEY in path]
+    assert not browser.find_element(By.ID, "key-note").is_displayed()
+
+
+KEY_NOTE = (
+    "The API key was in this address's query string (?key=), which your browser "
+    "sent to the server hosting this page, so it may be in that server's logs. "
+    "The page did not use it: replace that key, and give the next one after a # "
+    "(index.html#key=…), which browsers never send."
+)
+
+
+def test_page_refuses_a_key_in_the_query_string_and_says_it_leaked(
+    browser: WebDriver, site: StaticSite, function: FunctionServer
+) -> None:
+    before = len(site.requested)
+    calls = len(function.logs().splitlines())
+    browser.get("about:blank")
+    browser.get(
+        f"{site.origin}/index.html?"
+        + urlencode({"url": browser_url(function), "key": KEY, "lang": "en"})
+    )
+
+    note = visible(browser, "key-note", errors=False).text
+    time.sleep(1)  # time enough for a request the page should not send
+
+    assert note == KEY_NOTE
+    # The host did log it: why the page will not use it.
+    assert [p for p in site.requested[before:] if f"key={KEY}" in p]
+    assert browser.current_url == (
+        f"{site.origin}/index.html?"
+        + urlencode({"url": browser_url(function), "lang": "en"})
+    )
+    assert browser.find_element(By.ID, "key").get_attribute("value") == ""
+    assert browser.find_element(By.ID, "url").get_attribute("value") == browser_url(
+        function
+    )
+    assert len(function.logs().splitlines()) == calls  # nothing was sent
+    assert not browser.find_element(By.ID, "model").is_displayed()
+
+    # Typed into the form instead, the key works.
+    browser.find_element(By.ID, "key").send_keys(KEY)
+    browser.find_element(By.CSS_SELECTOR, "#connect-form button").click()
+    visible(browser, "single", errors=False)
+
+
+def test_a_key_given_after_the_page_loaded_connects_with_it(
+    browser: WebDriver, site: StaticSite, function: FunctionServer
+) -> None:
+    """Pasting `#key=...` onto the open page's address does not reload it: the
+    page reads the new fragment (and drops it) all the same."""
+    open_page(browser, site, url=browser_url(function))
+    visible(browser, "connect-error", errors=False)  # no key: a 401
+    connected = len(request_lines(function, "GET /metadata 200"))
+
+    browser.execute_script("location.hash = arguments[0];", urlencode({"key": KEY}))
+
+    visible(browser, "single", errors=False)
+    assert len(request_lines(function, "GET /metadata 200")) == connected + 1
+    assert "#" not in browser.current_url and KEY not in browser.current_url
+    assert not browser.find_element(By.ID, "connect-error").is_displayed()
 
 
 def test_page_reports_a_blocked_request_from_an_origin_not_allowed(
@@ -551,7 +632,7 @@ def test_client_retry_succeeds_once_the_model_is_published(
     shutil.copyfile(model_dir / "LATEST", down_store / "LATEST")
     outcome = await_js(browser, timeout=20)
 
-    assert outcome["ok"]["version"] == (model_dir / "LATEST").read_text().strip()
+    assert outcome["ok"]["version"] == latest_version(model_dir)
     assert outcome["ok"]["retried"] >= 1
 
 
@@ -617,6 +698,116 @@ def test_client_tells_network_failure_and_cors_block_from_api_errors(
     assert (cors["kind"], cors["code"], cors["status"]) == ("cors", "cors_blocked", 0)
     assert other_site.origin in cors["message"]
     assert len(network["requestId"]) == 32  # the one it sent, to find in logs
+
+
+FORMULAS = [
+    "=cmd|' /C calc'!A0",
+    "@SUM(1)",
+    '+HYPERLINK("http://evil.example","x")',
+    "-2+3",
+    "\t=1+1",
+    "\r=1+1",
+    "\x00=1",
+    "-",
+    "-1.5 ",
+    "-Infinity",
+]
+HARMLESS = ["-1.5", "+3", "1e-3", "-.5", "007", "plain", " =1", "a=b", "'=1", ""]
+
+
+def test_csv_download_defuses_text_a_spreadsheet_would_run_but_not_numbers(
+    browser: WebDriver, site: StaticSite
+) -> None:
+    open_page(browser, site)
+
+    outcome = run_js(
+        browser,
+        """
+        const [formulas, harmless] = args;
+        return {
+          formulas: formulas.map(csv.spreadsheetText),
+          harmless: harmless.map(csv.spreadsheetText),
+          written: csv.toCsv(
+            ["id", "=x", "prediction"],
+            [["=cmd|' /C calc'!A0", -1.5, "@SUM(1)"],
+             ["-1.5", 3, '+HYPERLINK("http://x")'],
+             ["\t=1", 1e-7, "-2+3"],
+             ["a;=1", null, true]]),
+        };
+        """,
+        FORMULAS,
+        HARMLESS,
+    )
+
+    got = outcome["ok"]
+    assert got["formulas"] == ["'" + text for text in FORMULAS]
+    assert got["harmless"] == HARMLESS
+    # The batch job's CSV output applies the same rule to the same cells.
+    assert [spreadsheet_text(text) for text in FORMULAS + HARMLESS] == (
+        got["formulas"] + got["harmless"]
+    )
+    assert got["written"] == (
+        "id,'=x,prediction\r\n"
+        "'=cmd|' /C calc'!A0,-1.5,'@SUM(1)\r\n"
+        '-1.5,3,"\'+HYPERLINK(""http://x"")"\r\n'
+        "\"'\t=1\",1e-7,'-2+3\r\n"
+        '"a;=1",,true\r\n'
+    )
+
+
+@pytest.fixture
+def formula_labels(tmp_path: Path) -> tuple[Path, Any]:
+    """A classifier whose class labels are spreadsheet formulas (and a number
+    written as text), with named features."""
+    train = houses(150, seed=5)
+    labels = np.array(['=HYPERLINK("http://evil.example")', "@SUM(1)", "-1.5"])
+    target = labels[np.digitize(train[:, 2], [100, 170])]  # by area
+    model = LogisticRegression(max_iter=2000).fit(train, target)
+    model_dir = tmp_path / "store" / "formulas"
+    publish_estimator(model_dir, model, feature_names=FEATURES)
+    return model_dir, model
+
+
+def test_page_download_defuses_formula_class_labels(
+    browser: WebDriver,
+    site: StaticSite,
+    downloads: Path,
+    formula_labels: tuple[Path, Any],
+    tmp_path: Path,
+) -> None:
+    model_dir, model = formula_labels
+    data = houses(30, seed=8)
+    upload = tmp_path / "rows.csv"
+    upload.write_text(
+        "rooms,age,area\n" + "".join(f"{int(r)},{a},{b}\n" for r, a, b in data)
+    )
+    with FunctionServer(function_env(model_dir, site), tmp_path) as server:
+        open_page(browser, site, url=browser_url(server), key=KEY)
+        visible(browser, "batch")
+        browser.find_element(By.ID, "csv").send_keys(str(upload))
+        browser.find_element(By.CSS_SELECTOR, "#batch-form button").click()
+        visible(browser, "batch-result", timeout=40)
+        shown = browser.execute_script(
+            "return [...document.querySelectorAll('#results tbody tr')]"
+            ".map((tr) => tr.cells[4].textContent);"
+        )
+        with download(browser, downloads).open(newline="") as handle:
+            table = list(csv.reader(handle))
+
+    expected = model.predict(data).tolist()
+    assert set(expected) == set(model.classes_)  # every label is written
+    assert shown == expected  # the page itself shows the labels as they are
+    header, rows = table[0], table[1:]
+    assert header == [
+        *FEATURES,
+        "prediction",
+        *(f"probability_{label}" for label in model.classes_),
+        "model_version",
+    ]
+    defused = {"-1.5": "-1.5", "@SUM(1)": "'@SUM(1)"}
+    defused['=HYPERLINK("http://evil.example")'] = '\'=HYPERLINK("http://evil.example")'
+    assert [row[3] for row in rows] == [defused[label] for label in expected]
+    assert np.array_equal([[float(c) for c in row[:3]] for row in rows], data)
 
 
 def test_csv_module_reads_quoting_reorders_columns_and_names_bad_cells(

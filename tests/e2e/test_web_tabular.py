@@ -45,6 +45,10 @@ REGIONS = ["north", "south", "east"]
 CITIES = ["Lyon", "Paris", "Nice"]
 HOUSE_COLUMNS = ["area", "rooms", "floors", "garden", "city"]
 MAY_BE_EMPTY = "may be left empty"
+# The functions serve each model's ONNX twin where it has one (MODEL_RUNTIME=auto):
+# probabilities agree with the model's own within the twin's parity gate.
+TOLERANCE = 1e-6
+FEATURES_OF_CUSTOMERS = ["income", "age", "plan", "region"]
 
 
 def customers(rows: int, seed: int) -> pd.DataFrame:
@@ -115,6 +119,12 @@ class Served:
         (missing -> NaN; a category dtype holds an unseen value as missing)."""
         frame = pd.DataFrame(rows, columns=list(self.train.columns), dtype=object)
         return frame.astype(self.train.dtypes.to_dict())
+
+
+def close(got: Any, want: np.ndarray) -> bool:
+    """Probabilities as the served runtime gives them, against the model's own."""
+    got = np.asarray(got, dtype=float)
+    return got.shape == want.shape and float(np.abs(got - want).max()) <= TOLERANCE
 
 
 def publish_with_cli(
@@ -389,7 +399,7 @@ def test_one_row_with_an_empty_field_and_a_typed_unknown_plan_matches_the_model(
     prediction, classes, probabilities = predictions_shown(browser)
     assert prediction == model.model.predict(frame)[0]
     assert classes == list(model.model.classes_)
-    assert probabilities == model.model.predict_proba(frame)[0].tolist()
+    assert close(probabilities, model.model.predict_proba(frame)[0])
 
 
 def test_integer_boolean_and_coded_choices_are_sent_as_json_values(
@@ -409,7 +419,7 @@ def test_integer_boolean_and_coded_choices_are_sent_as_json_values(
     frame = model.frame([[120.5, 4, 3, True, "Nice"]])
     prediction, _, probabilities = predictions_shown(browser)
     assert prediction == model.model.predict(frame)[0]
-    assert probabilities == model.model.predict_proba(frame)[0].tolist()
+    assert close(probabilities, model.model.predict_proba(frame)[0])
 
 
 @pytest.mark.parametrize(
@@ -533,7 +543,7 @@ def test_csv_with_empty_cells_unseen_categories_and_text_scores_like_the_model(
     probabilities = [
         [float(line[f"probability_{c}"]) for c in classes] for line in table
     ]
-    assert probabilities == model.model.predict_proba(frame).tolist()
+    assert close(probabilities, model.model.predict_proba(frame))
     note = browser.find_element(By.ID, "table-note").text
     assert "Ignored columns: id" in note
     shown = browser.execute_script(
@@ -541,6 +551,55 @@ def test_csv_with_empty_cells_unseen_categories_and_text_scores_like_the_model(
         ".map((tr) => [...tr.cells].slice(1, 5).map((td) => td.textContent));"
     )
     assert shown[len(data)] == ["", "", "platinum", "south"]
+
+
+def test_csv_download_defuses_formula_text_but_keeps_numbers_and_number_text(
+    browser: WebDriver,
+    site: StaticSite,
+    served: dict[str, Served],
+    downloads: Path,
+    tmp_path: Path,
+) -> None:
+    model = served["pipeline"]  # plan and region take any text
+    rows = [
+        ["-1.5", "40", "=cmd|' /C calc'!A0", "@SUM(1)"],
+        ["52", "-3", '+HYPERLINK("http://evil.example","x")', "-1.5"],
+        ["", "33", "-2+3", "\t=1+1"],
+        ["1e-3", "", "basic", "north;=1+1"],
+    ]
+    path = write_csv(tmp_path / "formulas.csv", FEATURES_OF_CUSTOMERS, rows)
+    connect(browser, site, model)
+
+    upload(browser, path)
+    visible(browser, "batch-result", timeout=40)
+    with download(browser, downloads).open(newline="") as handle:
+        table = list(csv.DictReader(handle))
+
+    sent = [
+        [float(r[0]) if r[0] else None, float(r[1]) if r[1] else None, r[2], r[3]]
+        for r in rows
+    ]
+    # Scored as written: the model saw the text itself.
+    assert [line["prediction"] for line in table] == model.model.predict(
+        model.frame(sent)
+    ).tolist()
+    assert [[line["plan"], line["region"]] for line in table] == [
+        ["'=cmd|' /C calc'!A0", "'@SUM(1)"],
+        ['\'+HYPERLINK("http://evil.example","x")', "-1.5"],
+        ["'-2+3", "'\t=1+1"],
+        ["basic", "north;=1+1"],
+    ]
+    assert [[line["income"], line["age"]] for line in table] == [
+        ["-1.5", "40"],
+        ["52", "-3"],
+        ["", "33"],
+        ["0.001", ""],
+    ]
+    shown = browser.execute_script(
+        "return [...document.querySelectorAll('#results tbody tr')]"
+        ".map((tr) => [...tr.cells].slice(3, 5).map((td) => td.textContent));"
+    )
+    assert shown[0] == ["=cmd|' /C calc'!A0", "@SUM(1)"]  # the page shows text
 
 
 @pytest.mark.parametrize(
@@ -694,7 +753,7 @@ def test_client_sends_nulls_strings_and_booleans_and_refuses_nan_before_sending(
         [[None, None, "basic", "south"], [72.5, 30.0, "premium", "north"]]
     )
     assert got["batch"]["predictions"] == pipeline.model.predict(rows).tolist()
-    assert got["batch"]["probabilities"] == pipeline.model.predict_proba(rows).tolist()
+    assert close(got["batch"]["probabilities"], pipeline.model.predict_proba(rows))
     typed = houses_model.frame([[120.5, 4, 3, True, "Nice"]])
     assert got["typed"]["predictions"] == houses_model.model.predict(typed).tolist()
     assert got["nan"] == (

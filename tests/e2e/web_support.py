@@ -89,10 +89,18 @@ class _Serving:
 
 
 class StaticSite(_Serving):
-    """`web/` as any static host would serve it, on its own origin."""
+    """`web/` as any static host would serve it, on its own origin; `requested`
+    is its access log: each path with its query string, as a host logs it."""
 
     def __init__(self) -> None:
-        super().__init__(functools.partial(_StaticHandler, directory=str(WEB)))
+        requested: list[str] = []
+        self.requested = requested
+
+        class Handler(_StaticHandler):
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                requested.append(self.path)
+
+        super().__init__(functools.partial(Handler, directory=str(WEB)))
 
 
 class SlowEndpoint(_Serving):
@@ -254,8 +262,16 @@ def browser_url(server: FunctionServer) -> str:
     return f"http://localhost:{server.port}"
 
 
-def open_page(driver: WebDriver, site: StaticSite, **query: str) -> None:
-    driver.get(f"{site.origin}/index.html" + (f"?{urlencode(query)}" if query else ""))
+def open_page(
+    driver: WebDriver, site: StaticSite, *, key: str | None = None, **query: str
+) -> None:
+    """The page with `query` in its query string and the API key, if any, in
+    its fragment (`#key=...`), which the browser never sends to the host."""
+    address = f"{site.origin}/index.html" + (f"?{urlencode(query)}" if query else "")
+    # From the page itself, an address that differs only in its fragment would
+    # not load the page again: start each time from a blank one.
+    driver.get("about:blank")
+    driver.get(address + (f"#{urlencode({'key': key})}" if key is not None else ""))
 
 
 def visible(

@@ -10,7 +10,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import batch.cli
 from batch.cli import main
-from tests.support import publish_estimator
+from tests.support import latest_version, publish_estimator
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -239,7 +239,7 @@ def test_a_model_with_text_features_is_probed_with_its_example_row(
 def test_an_example_row_its_own_schema_refuses_fails_at_launch(
     capsys: pytest.CaptureFixture[str], text_model: Path, tmp_path: Path
 ) -> None:
-    version = (text_model / "LATEST").read_text().strip()
+    version = latest_version(text_model)
     manifest = text_model / "versions" / version / "manifest.json"
     data = json.loads(manifest.read_text())
     data["example"] = [0.0, 7]
@@ -254,4 +254,117 @@ def test_an_example_row_its_own_schema_refuses_fails_at_launch(
     assert one_error_line(err) == (
         f"error: the manifest of {version} has an example row its input schema "
         "refuses: features[1] ('plan') must be a string, got 7"
+    )
+
+
+BAD_OUTPUTS = {
+    # --output -> the start of the one error line
+    "a/../b/x/../../c/y": "error: --output a/../b/x/../../c/y: '..' after a folder "
+    "name climbs back out of it, and where that lands depends on folders that may "
+    "not exist; write the prefix without it (c/y)",
+    "out/./../y": "error: --output out/./../y: '..' after a folder name",
+    "out/": "error: --output out/ ends with '/': name the files too, e.g. out/scored",
+    "file.txt/scored": "error: --output file.txt/scored: file.txt is a file, not a "
+    "folder",
+    "file.txt/deeper/scored": "error: --output file.txt/deeper/scored: file.txt is a "
+    "file, not a folder",
+    "/proc/skserve/scored": "error: --output /proc/skserve/scored: cannot write in "
+    "/proc",
+    "gs://bucket": "error: --output gs://bucket names a bucket but no file prefix in "
+    "it, e.g. gs://bucket/scored",
+    "gs://bucket/": "error: --output gs://bucket/ ends with '/': name the files too",
+    "gs://Bucket/x": "error: --output gs://Bucket/x: 'Bucket' is not a Cloud Storage "
+    "bucket name",
+    "gs://ab/x": "error: --output gs://ab/x: 'ab' is not a Cloud Storage bucket name",
+    "gs://-bucket/x": "error: --output gs://-bucket/x: '-bucket' is not a Cloud "
+    "Storage bucket name",
+    "gs://goog-bucket/x": "error: --output gs://goog-bucket/x: 'goog-bucket' is not "
+    "a Cloud Storage bucket name",
+    "gs:///x": "error: --output gs:///x: '' is not a Cloud Storage bucket name",
+    "s3://my_bucket/x": "error: --output s3://my_bucket/x: 'my_bucket' is not an S3 "
+    "bucket name",
+    "s3://my..bucket/x": "error: --output s3://my..bucket/x: 'my..bucket' is not an "
+    "S3 bucket name",
+    "s3://192.168.1.1/x": "error: --output s3://192.168.1.1/x: '192.168.1.1' is not "
+    "an S3 bucket name",
+    "s3://bucket/a/../b": "error: --output s3://bucket/a/../b: object names keep "
+    "'..' as it is written",
+    "s3://bucket/a//b": "error: --output s3://bucket/a//b: object names keep '//' as "
+    "it is written",
+    "gs://bucket/./b": "error: --output gs://bucket/./b: object names keep '.' as it "
+    "is written",
+    "nofs://bucket/x": "error: --output nofs://bucket/x: no filesystem for nofs://",
+}
+
+
+@pytest.mark.parametrize("output", list(BAD_OUTPUTS))
+def test_an_output_prefix_that_cannot_work_fails_before_the_model_or_input_is_read(
+    capsys: pytest.CaptureFixture[str],
+    named_model: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    output: str,
+) -> None:
+    (tmp_path / "in.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "file.txt").write_text("not a folder\n")
+    monkeypatch.chdir(tmp_path)
+    before = sorted(tmp_path.rglob("*"))
+
+    def never(*args: object, **kwargs: object) -> None:
+        pytest.fail("the launcher went on after a bad --output")
+
+    monkeypatch.setattr(batch.cli, "verify_at_launch", never)
+    monkeypatch.setattr(batch.cli, "_plan_input", never)
+    code, out, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", output),
+    )
+
+    assert code == 2 and out == ""
+    assert one_error_line(err).startswith(BAD_OUTPUTS[output]), err
+    assert sorted(tmp_path.rglob("*")) == before  # no folder made, no probe left
+
+
+@pytest.mark.parametrize(
+    "output",
+    ["scored", "../up/scored", "./out/scored", "new/deep/folder/scored"],
+)
+def test_an_output_prefix_in_a_folder_that_can_be_made_passes_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    from batch.location import check_output
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    check_output(output)
+    check_output("gs://my-bucket.example_1/out/scored")
+    check_output("s3://my-bucket.example-1/scored")
+    assert list(tmp_path.rglob("*")) == [work]
+
+
+def test_max_line_chars_must_be_a_positive_number(
+    capsys: pytest.CaptureFixture[str], named_model: Path, tmp_path: Path
+) -> None:
+    args = ["--model-uri", str(named_model), "--input", "x", "--output", "y"]
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--max-line-chars", "0"])
+    assert stop.value.code == 2
+    assert "--max-line-chars: must be a positive integer" in capsys.readouterr().err
+
+
+def test_a_header_line_beyond_the_bound_fails_at_launch(
+    capsys: pytest.CaptureFixture[str], named_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "in.csv").write_text("a,b," + "c" * 100 + "\n1,2\n")
+    code, _, err = run(
+        capsys,
+        *("--model-uri", str(named_model), "--input", str(tmp_path / "in.csv")),
+        *("--output", str(tmp_path / "out"), "--max-line-chars", "50"),
+    )
+    assert code == 2
+    assert one_error_line(err) == (
+        f"error: cannot read the header of {tmp_path}/in.csv: line 1 has 104 "
+        "characters, more than the 50 a line may have (--max-line-chars)"
     )

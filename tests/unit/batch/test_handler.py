@@ -22,7 +22,12 @@ from skserve.errors import IntegrityError
 from skserve.loader import LoadedModel
 from skserve.rows import Table, to_table
 from skserve.storage import open_store
-from tests.support import publish_estimator, publish_signed, published_model
+from tests.support import (
+    latest_version,
+    publish_estimator,
+    publish_signed,
+    published_model,
+)
 
 KEY = "a-signing-key-of-32-characters!!"
 
@@ -30,7 +35,7 @@ KEY = "a-signing-key-of-32-characters!!"
 def launch(
     model_dir: Path, keys: tuple[str, ...] = (), runtime: str = "auto"
 ) -> tuple[ModelSource, LoadedModel]:
-    version = (model_dir / "LATEST").read_text().strip()
+    version = latest_version(model_dir)
     return verify_at_launch(
         str(model_dir),
         model_dir.name,

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from batch.io import CsvProblem
+from batch.io import RecordProblem
 from batch.validate import (
     CsvRows,
     Layout,
@@ -26,7 +26,7 @@ from skserve.errors import BadRequest
 from skserve.manifest import Manifest
 from skserve.rows import Table
 from skserve.schema import InputSchema
-from tests.support import call, publish_estimator
+from tests.support import call, latest_version, publish_estimator
 
 NAMED = Layout(InputSchema.numeric(2, ["a", "b"]), ("id",))
 UNNAMED = Layout(InputSchema.numeric(2, None), ("id",))
@@ -64,7 +64,7 @@ TYPED = Layout(
 
 def served_layout(model_dir: Path, keep: tuple[str, ...] = ()) -> Layout:
     """The layout of the version the function serves from `model_dir`."""
-    version = (model_dir / "LATEST").read_text().strip()
+    version = latest_version(model_dir)
     raw = (model_dir / "versions" / version / "manifest.json").read_bytes()
     return Layout(Manifest.from_bytes(raw).input_schema, keep)
 
@@ -231,7 +231,7 @@ def test_rejections_carry_file_line_code_and_the_row() -> None:
     rows = CsvRows(NAMED, ("id", "a", "b"))
     records = [
         (5, ["k", "1", "x"]),
-        (6, CsvProblem("cannot split this CSV line", 'k,"1\n2')),
+        (6, RecordProblem("cannot split this CSV line", 'k,"1\n2')),
     ]
     key, table, rejected = check_records("in.csv", records, NAMED, rows)
     assert key.lines == [] and table.numbers.shape == (0, 2)
@@ -428,6 +428,42 @@ def test_json_lines_that_are_no_row_are_refused_clearly(
         BadRequest, match="^" + message.replace("(", r"\(").replace(")", r"\)") + "$"
     ):
         parse_json_row(text, NAMED)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "b": 2, "id": "\\ud800"}',
+        '{"a": 1, "b": 2, "id": ["x\\uDFFFy"]}',
+        '{"a": 1, "b": 2, "z": {"k": "\\udc80"}}',
+        '["\\ud83d", 2]',
+    ],
+)
+def test_a_json_string_no_utf8_can_hold_rejects_the_row(text: str) -> None:
+    # A lone surrogate escape decodes to no character: written to the output,
+    # it would fail the whole job.
+    key, _, rejected = check_records("f.jsonl", [(4, text)], NAMED, None)
+    assert key.lines == []
+    assert [(r.line, r.code, r.row) for r in rejected] == [(4, "invalid_json", text)]
+    assert rejected[0].error.startswith("unusable JSON: a string holds \\u")
+    assert "a lone surrogate, which is no character" in rejected[0].error
+
+
+def test_a_json_string_with_a_surrogate_pair_is_one_character() -> None:
+    _, kept = parse_json_row('{"a": 1, "b": 2, "id": "\\ud83d\\ude00"}', NAMED)
+    assert kept == ("\U0001f600",)
+
+
+def test_an_unreadable_line_is_rejected_with_its_excerpt_as_the_row() -> None:
+    problem = RecordProblem(
+        "line 9 has 9,999 characters...", "x" * 200 + "…", "payload_too_large"
+    )
+    for layout, rows in ((NAMED, CsvRows(NAMED, ("id", "a", "b"))), (NAMED, None)):
+        key, _, rejected = check_records("f", [(9, problem)], layout, rows)
+        assert key.lines == []
+        assert [tuple(r) for r in rejected] == [
+            ("f", 9, "payload_too_large", problem.message, problem.text)
+        ]
 
 
 def test_json_objects_keep_json_values_and_ignore_unknown_keys() -> None:
