@@ -136,7 +136,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
         model, facts = fit_seed()
         X = make_classification(**SEED_DATA)[0]
-        schema, typed = _schema(args, model, None)
+        # The rows it was fitted on, under the names the function gives them:
+        # the manifest's example row (the demo page's first form) is typical.
+        frame = _frame(X, [f"x{j}" for j in range(X.shape[1])])
+        schema, typed = _schema(args, model, frame)
         twin = _twin(args, model, X, "training rows", schema)
         return _publish(
             args,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import json
 import os
 import signal
 import subprocess
@@ -53,6 +54,9 @@ def main() -> int:
         str(args.port),
     ]
     server = subprocess.Popen(command, cwd=ROOT, env=env)
+    # A plain `kill` (SIGTERM) stops the function too, as Ctrl-C does: without
+    # this, Python would exit at once and leave it holding the port.
+    signal.signal(signal.SIGTERM, _terminated)
     shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
     url = f"http://{shown_host}:{args.port}"
     try:
@@ -72,6 +76,10 @@ def main() -> int:
             page.shutdown()
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _wait_ready(server: subprocess.Popen, url: str) -> bool:
     """Whether the function answered GET /health before it exited."""
     deadline = time.monotonic() + READY_SECONDS
@@ -85,11 +93,25 @@ def _wait_ready(server: subprocess.Popen, url: str) -> bool:
     return False
 
 
+def _example(url: str) -> str:
+    """The served version's example row as JSON (what its manifest says is a
+    typical row), or the tutorial's row when /metadata cannot say."""
+    try:
+        with urllib.request.urlopen(url + "/metadata", timeout=5) as answer:
+            example = json.load(answer).get("example")
+    except (urllib.error.URLError, OSError, ValueError):
+        return SEED_ROW
+    if not isinstance(example, list):
+        return SEED_ROW
+    # A shell's single quotes cannot hold one: escape it as '\'' does.
+    return json.dumps(example).replace("'", "'\\''")
+
+
 def _say_ready(url: str, model_uri: str, page_port: int | None) -> None:
     print(
         f"serving {model_uri} at {url} (Ctrl-C stops it); try:\n"
         f"  curl -X POST {url}/predict -H 'Content-Type: application/json' "
-        f"-d '{{\"features\": {SEED_ROW}}}'",
+        f"-d '{{\"features\": {_example(url)}}}'",
         flush=True,
     )
     if page_port:

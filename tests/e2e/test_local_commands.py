@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +63,10 @@ def test_make_run_says_where_it_serves_once_it_answers(
         lines = printed.splitlines()
         line = next(text for text in lines if text.startswith("serving "))
         curl = next(text for text in lines if text.strip().startswith("curl "))
+        # The curl shown is the one to paste: run it as a shell would.
+        tried = subprocess.run(
+            curl + " -sS", shell=True, capture_output=True, text=True, timeout=30
+        )
         answer = requests.post(
             f"http://127.0.0.1:{port}/predict",
             json={"features": SEED_FEATURES},
@@ -73,6 +79,10 @@ def test_make_run_says_where_it_serves_once_it_answers(
         line == f"serving {served} at http://127.0.0.1:{port} (Ctrl-C stops it); try:"
     )
     assert f"http://127.0.0.1:{port}/predict" in curl
+    # The row is the served version's typical one, not a row of zeros.
+    assert '"features": [0.583361, 0.0297468' in curl
+    assert tried.returncode == 0, tried.stderr
+    assert set(json.loads(tried.stdout)) == {"prediction", "model_version"}
     assert answer.status_code == 200
     assert code in (0, 2, 130, -signal.SIGINT)  # stopped by the interrupt
 
@@ -127,3 +137,44 @@ def test_batch_without_apache_beam_says_what_to_install_in_one_line() -> None:
         "error: python -m batch needs Apache Beam, which is not installed here; "
         "run `make batch-setup` (pip install -r batch/requirements.txt)"
     ]
+
+
+def test_stopping_make_run_with_kill_stops_the_function_too(
+    served: Path, tmp_path: Path
+) -> None:
+    """A plain kill of the launcher (SIGTERM, as a process manager sends)
+    leaves no function holding the port."""
+    port = free_port()
+    process = _start(
+        "run", {"PORT": str(port), "MODEL_URI": str(served)}, tmp_path / "log"
+    )
+    try:
+        _wait_for(tmp_path / "log", "(Ctrl-C stops it); try:", process)
+        launcher = subprocess.run(
+            ["pgrep", "-f", "-s", str(process.pid), "infra/local/serve.py"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(launcher) == 1, launcher
+        os.kill(int(launcher[0]), signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            except requests.ConnectionError:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the function still answers after kill")
+        code = process.wait(timeout=20)  # make ends with its command
+        time.sleep(1)
+        left = subprocess.run(
+            ["pgrep", "-s", str(process.pid)], capture_output=True, text=True
+        ).stdout.split()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=20)
+
+    assert code != 0  # make reports its command was stopped
+    assert left == [], left

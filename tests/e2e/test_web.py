@@ -169,6 +169,51 @@ def predict_in_page(driver: WebDriver) -> None:
 # The page
 
 
+@pytest.fixture(scope="module")
+def demo_function(
+    seed_store: Path, site: StaticSite, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FunctionServer]:
+    """What `make demo` serves: the tutorial's model, allowing the page."""
+    env = {"MODEL_URI": str(seed_store / "seed"), "CORS_ALLOW_ORIGINS": site.origin}
+    with FunctionServer(env, tmp_path_factory.mktemp("demo-logs")) as running:
+        yield running
+
+
+def test_demo_page_opens_on_the_example_row_and_shows_its_prediction_in_view(
+    browser: WebDriver, site: StaticSite, demo_function: FunctionServer,
+    seed_store: Path,
+) -> None:  # fmt: skip
+    """The first view is a filled form (the manifest's typical row); one click
+    on Predict shows the answer beside it, with no scrolling on a laptop."""
+    example = requests.get(demo_function.url + "/metadata", timeout=30).json()[
+        "example"
+    ]
+    seed = published_model(seed_store / "seed")
+    browser.set_window_size(1280, 800)
+    try:
+        open_page(browser, site, url=browser_url(demo_function))
+        visible(browser, "single")
+        fields = browser.find_elements(By.CSS_SELECTOR, "#features input")
+        assert [float(field.get_attribute("value")) for field in fields] == example
+        assert any(value != 0 for value in example)  # a typical row, not zeros
+        save_screenshot(browser, "demo-first-view.png")
+
+        browser.find_element(By.CSS_SELECTOR, "#predict-form button").click()
+        result = visible(browser, "result")
+        shown = browser.find_element(By.ID, "prediction").text
+        bottom, height, scrolled = browser.execute_script(
+            "const box = document.getElementById('prediction').getBoundingClientRect();"
+            "return [box.bottom, window.innerHeight, window.scrollY];",
+        )
+        save_screenshot(browser, "demo-prediction.png")
+    finally:
+        browser.set_window_size(1280, 1000)
+
+    assert result.is_displayed()
+    assert shown == str(seed.predict([example])[0])
+    assert scrolled == 0 and bottom <= height  # beside the form, in the first view
+
+
 def test_page_builds_form_from_metadata_and_shows_prediction_with_bars(
     browser: WebDriver,
     site: StaticSite,

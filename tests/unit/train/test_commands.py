@@ -255,3 +255,22 @@ def test_a_schema_correction_the_model_refuses_publishes_nothing(
     )
     assert (model_dir / "LATEST").read_bytes() == latest
     assert set((model_dir / "versions").iterdir()) == versions
+
+
+def test_the_default_model_stores_a_typical_row_of_its_training_data(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The demo page opens on the manifest's example: for the tutorial's model,
+    the median of each column it was fitted on, not a row of zeros."""
+    from sklearn.datasets import make_classification
+
+    from train.seed import SEED_DATA
+
+    store = tmp_path / "store"
+    assert _run(capsys, "--store", str(store), "--no-twin")[0] == 0
+    manifest = _latest(store / "default")[0]
+    X = make_classification(**SEED_DATA)[0]
+    assert manifest["example"] == pytest.approx(np.median(X, axis=0), abs=1e-5)
+    assert [c["name"] for c in manifest["input_schema"]["columns"]] == [
+        f"x{j}" for j in range(10)
+    ]
