@@ -35,8 +35,11 @@ Usage: infra/deploy-gcloud.sh --project PROJECT [options]
   --service-account ID       account the function runs as (default: sklearn-predict)
   --build-service-account ID account Cloud Build builds the function as
                              (default: sklearn-predict-build)
-  --memory SIZE              memory per instance (default: 1Gi)
-  --cpu N                    vCPUs per instance (default: 1)
+  --memory SIZE              memory per instance: a whole number with unit k, M, G, Mi
+                             or Gi, from 128Mi to 32Gi (default: 1Gi)
+  --cpu N                    vCPUs per instance: 0.08 to 1 in steps of 0.001 (or
+                             millicores, 583m), or 1, 2, 4, 6 or 8 (default: 1);
+                             the pair must be one Cloud Run accepts
   --timeout DURATION         request timeout (default: 60s)
   --max-instances N          upper bound on instances (default: 10)
   --concurrency N            requests per instance; THREADS matches it (default: 4);
@@ -49,7 +52,9 @@ Usage: infra/deploy-gcloud.sh --project PROJECT [options]
   --secret NAME=SECRET[:VERSION]
                              API_KEYS or MODEL_SIGNING_KEY from Secret Manager
   --skip-train               deploy what the store already holds (no publish)
-  --allow-unauthenticated    public URL (default: callers need roles/run.invoker)
+  --allow-unauthenticated    public URL (default: callers need roles/run.invoker);
+                             needs --secret API_KEYS=... or --public-without-api-keys
+  --public-without-api-keys  say that the public URL is meant to serve anyone, no key
   --dry-run                  print the commands instead of running them
 EOF
 }
@@ -68,7 +73,7 @@ function_name="sklearn-predict" account="sklearn-predict" build_account="sklearn
 profile="full"
 memory="1Gi" cpu="1" timeout="60s" max_instances="10" concurrency="4"
 ingress="all" noncurrent_days="30"
-extra_env=() secrets=() train=1 public=0 dry_run=0
+extra_env=() secrets=() train=1 public=0 open=0 dry_run=0
 
 while (($#)); do
   case "$1" in
@@ -112,6 +117,7 @@ while (($#)); do
       ;;
     --skip-train) train=0 && shift ;;
     --allow-unauthenticated) public=1 && shift ;;
+    --public-without-api-keys) open=1 && shift ;;
     --dry-run) dry_run=1 && shift ;;
     -h | --help) usage && exit 0 ;;
     *) usage >&2 && die "unknown argument '$1'" ;;
@@ -140,16 +146,55 @@ done
 [[ "$account" != "$build_account" ]] ||
   die "--build-service-account must differ from --service-account: the builder may write" \
     "to Artifact Registry and Cloud Storage, the function may only read its model"
-# Cloud Run refuses concurrency above 1 on less than one vCPU, but only at deploy
-# time, after the bucket, accounts and publish: refuse it before any of them.
-if [[ "$cpu" =~ ^([0-9]*)(\.[0-9]+)?$ && -n "$cpu" && "$cpu" != "." ]]; then
-  whole_cpu=$((10#${BASH_REMATCH[1]:-0} >= 1))
-elif [[ "$cpu" =~ ^([0-9]+)m$ ]]; then
-  whole_cpu=$((10#${BASH_REMATCH[1]} >= 1000))
-else
-  die "--cpu must be a number of vCPUs (0.583, 1, 2) or millicores (1000m), got '$cpu'"
+# CPU and memory follow Cloud Run's rules (a gen2 function is a Cloud Run
+# service), which it applies only at deploy time, after the bucket, accounts and
+# publish: refuse what it would refuse before any of them. cpu_millis is the CPU
+# in millicores (0.583 and 583m are 583), memory_bytes the memory in bytes.
+# The same shapes as the Terraform variable's regex: 1, 0.583, .583, 583m.
+cpu_millis=-1
+if [[ "$cpu" =~ ^([0-9]{1,9})(\.([0-9]{1,3}))?$ ]]; then
+  fraction="${BASH_REMATCH[3]}000"
+  cpu_millis=$((10#${BASH_REMATCH[1]} * 1000 + 10#${fraction:0:3}))
+elif [[ "$cpu" =~ ^\.([0-9]{1,3})$ ]]; then
+  fraction="${BASH_REMATCH[1]}000"
+  cpu_millis=$((10#${fraction:0:3}))
+elif [[ "$cpu" =~ ^([0-9]{1,9})m$ ]]; then
+  cpu_millis=$((10#${BASH_REMATCH[1]}))
 fi
-((concurrency == 1 || whole_cpu)) ||
+case "$cpu_millis" in
+  1000 | 2000 | 4000 | 6000 | 8000) ;;
+  *)
+    ((cpu_millis >= 80 && cpu_millis < 1000)) ||
+      die "--cpu must be 0.08 to 1 vCPU in steps of 0.001 (0.583, or millicores: 583m)," \
+        "or 1, 2, 4, 6 or 8 (Cloud Run's values: above 1, whole numbers only), got '$cpu'"
+    ;;
+esac
+MiB=1048576
+if [[ "$memory" =~ ^([0-9]{1,9})(k|M|G|Mi|Gi)$ ]]; then
+  case "${BASH_REMATCH[2]}" in
+    k) unit=1000 ;;
+    M) unit=1000000 ;;
+    G) unit=1000000000 ;;
+    Mi) unit=$MiB ;;
+    Gi) unit=$((1024 * MiB)) ;;
+  esac
+  memory_bytes=$((10#${BASH_REMATCH[1]} * unit))
+else
+  memory_bytes=-1
+fi
+((memory_bytes >= 128 * MiB && memory_bytes <= 32768 * MiB)) ||
+  die "--memory must be a whole number (at most 9 digits) with unit k, M, G, Mi or Gi," \
+    "from 128Mi to 32Gi (Cloud Run's range), e.g. 512Mi, 1Gi, 4Gi, got '$memory'"
+c=$cpu_millis m=$memory_bytes
+((c >= 500 || m <= 512 * MiB)) && ((c >= 1000 || m <= 1024 * MiB)) &&
+  ((m <= 4096 * MiB || c >= 2000)) && ((m <= 8192 * MiB || c >= 4000)) &&
+  ((m <= 16384 * MiB || c >= 6000)) && ((m <= 24576 * MiB || c >= 8000)) &&
+  ((c < 4000 || m >= 2048 * MiB)) && ((c < 6000 || m >= 4096 * MiB)) ||
+  die "--cpu $cpu with --memory $memory: cpu and memory must be a pair Cloud Run accepts:" \
+    "below 0.5 vCPU at most 512Mi, below 1 vCPU at most 1Gi; more than 4Gi needs 2 vCPUs," \
+    "more than 8Gi 4, more than 16Gi 6, more than 24Gi 8; 4 vCPUs need at least 2Gi," \
+    "6 or 8 at least 4Gi"
+((concurrency == 1 || cpu_millis >= 1000)) ||
   die "--concurrency $concurrency needs --cpu of at least 1 (Cloud Run serves one" \
     "request at a time below one vCPU): raise --cpu or set --concurrency 1"
 case "$ingress" in
@@ -160,6 +205,13 @@ esac
 # lose its condition), so both paths start at 1.
 [[ "$noncurrent_days" =~ ^[1-9][0-9]*$ ]] ||
   die "--noncurrent-days must be a whole number of days, at least 1"
+# A forgotten --secret API_KEYS would leave the URL open to anyone.
+if ((public && !open)); then
+  [[ " ${secrets[*]-} " == *" API_KEYS="* ]] ||
+    die "--allow-unauthenticated without --secret API_KEYS=SECRET lets anyone on the" \
+      "internet call the function: add API keys, or pass --public-without-api-keys" \
+      "if it is meant to be open"
+fi
 case "$profile" in
   full | slim) ;;
   *) die "--profile must be full or slim, got '$profile'" ;;
@@ -262,8 +314,11 @@ if [[ "$profile" != full ]]; then
   echo "deploy-gcloud.sh: staged the $profile upload in $source_dir" >&2
 fi
 
+# What the commands below call; a new project has few of them enabled (IAM, and
+# Resource Manager, which project IAM bindings go through, among the missing).
 apis=(artifactregistry.googleapis.com cloudbuild.googleapis.com cloudfunctions.googleapis.com
-  iam.googleapis.com run.googleapis.com storage.googleapis.com)
+  cloudresourcemanager.googleapis.com iam.googleapis.com run.googleapis.com
+  storage.googleapis.com)
 ((${#secrets[@]})) && apis+=(secretmanager.googleapis.com)
 run gcloud services enable "${apis[@]}" --project="$project"
 
@@ -288,16 +343,24 @@ exists gcloud iam service-accounts describe "$email" --project="$project" ||
     --display-name="$function_name Cloud Function"
 # Cloud Build's identity: since mid-2024 a new project's default build account
 # may lack the permissions a function build needs, so the build gets its own,
-# with the roles Google documents for a function's build service account.
+# with the roles Google documents for a custom build service account: logs,
+# images, and roles/storage.objectAdmin to fetch the source, on every bucket but
+# the model bucket, so the build can never write or delete a published model.
+# (roles/cloudbuild.builds.builder is Google's advice for the default Compute
+# Engine account instead; a custom build account does not need it.)
 exists gcloud iam service-accounts describe "$build_email" --project="$project" ||
   run gcloud iam service-accounts create "$build_account" --project="$project" \
     --display-name="$function_name Cloud Build"
-for role in roles/cloudbuild.builds.builder roles/logging.logWriter \
-  roles/artifactregistry.writer roles/storage.objectAdmin; do
+build_condition="resource.name != \"projects/_/buckets/$bucket\""
+build_condition+=" && !resource.name.startsWith(\"projects/_/buckets/$bucket/\")"
+for role in roles/logging.logWriter roles/artifactregistry.writer roles/storage.objectAdmin; do
   # --condition=None: without it gcloud prompts when the project policy
   # already holds conditional bindings.
+  condition=None
+  [[ "$role" != roles/storage.objectAdmin ]] ||
+    condition="expression=$build_condition,title=not-the-model-bucket"
   run_retried gcloud projects add-iam-policy-binding "$project" \
-    --member="serviceAccount:$build_email" --role="$role" --condition=None
+    --member="serviceAccount:$build_email" --role="$role" --condition="$condition"
 done
 condition="expression=resource.name.startsWith(\"projects/_/buckets/$bucket/objects/$prefix/$model/\")"
 run_retried gcloud storage buckets add-iam-policy-binding "gs://$bucket" --project="$project" \
@@ -308,8 +371,10 @@ set_secrets=()
 for secret in "${secrets[@]+"${secrets[@]}"}"; do
   name="${secret%%=*}" ref="${secret#*=}"
   [[ "$ref" == *:* ]] || ref="$ref:latest"
+  # --condition=None, as above: gcloud refuses to prompt for it otherwise.
   run_retried gcloud secrets add-iam-policy-binding "${ref%%:*}" --project="$project" \
-    --member="serviceAccount:$email" --role=roles/secretmanager.secretAccessor
+    --member="serviceAccount:$email" --role=roles/secretmanager.secretAccessor \
+    --condition=None
   set_secrets+=("$name=$ref")
 done
 

@@ -71,11 +71,16 @@ locals {
     GOOGLE_CLOUD_PROJECT = var.project_id
   }
 
+  # What each resource below calls: a new project has few of them enabled (IAM
+  # and Resource Manager, which project IAM members go through, among the
+  # missing), and every resource depends on google_project_service.apis, so
+  # none races its API's enablement.
   apis = concat(
     [
       "artifactregistry.googleapis.com",
       "cloudbuild.googleapis.com",
       "cloudfunctions.googleapis.com",
+      "cloudresourcemanager.googleapis.com",
       "iam.googleapis.com",
       "run.googleapis.com",
       "storage.googleapis.com",
@@ -84,14 +89,23 @@ locals {
   )
   function_member = "serviceAccount:${google_service_account.function.email}"
   build_member    = "serviceAccount:${google_service_account.build.email}"
-  # What Google documents for a function's build service account (and the role
-  # it recommends since new projects' default build account may lack it).
+  # What Google documents for a custom build service account
+  # (https://cloud.google.com/run/docs/configuring/services/build-service-account):
+  # logs, images, and roles/storage.objectAdmin to fetch the source, granted
+  # below on every bucket but the model bucket. roles/cloudbuild.builds.builder
+  # is what Google suggests adding to the default Compute Engine account
+  # instead; a custom build account does not need it, and it would let the
+  # build write any bucket, published models included.
   build_roles = [
-    "roles/cloudbuild.builds.builder",
     "roles/logging.logWriter",
     "roles/artifactregistry.writer",
-    "roles/storage.objectAdmin",
   ]
+  # IAM condition (CEL): any bucket or object but the model bucket and what it
+  # holds, so the build can never write or delete LATEST or a version.
+  build_storage_condition = join(" && ", [
+    "resource.name != \"projects/_/buckets/${local.model_bucket}\"",
+    "!resource.name.startsWith(\"projects/_/buckets/${local.model_bucket}/\")",
+  ])
 }
 
 resource "google_project_service" "apis" {
@@ -138,6 +152,8 @@ resource "google_service_account" "function" {
   account_id   = var.service_account_id
   display_name = "${var.function_name} Cloud Function"
   description  = "Runs ${var.function_name}; reads ${local.model_uri} and nothing else."
+
+  depends_on = [google_project_service.apis]
 }
 
 # Cloud Build's identity: since mid-2024 a new project's default build account
@@ -146,7 +162,9 @@ resource "google_service_account" "build" {
   project      = var.project_id
   account_id   = var.build_service_account_id
   display_name = "${var.function_name} Cloud Build"
-  description  = "Builds ${var.function_name} from its source archive."
+  description  = "Builds ${var.function_name} from its source archive; may not write ${local.model_bucket}."
+
+  depends_on = [google_project_service.apis]
 }
 
 # A service account is eventually consistent: binding one created a moment ago
@@ -167,7 +185,21 @@ resource "google_project_iam_member" "build" {
   role    = each.value
   member  = local.build_member
 
-  depends_on = [time_sleep.accounts_propagate]
+  depends_on = [google_project_service.apis, time_sleep.accounts_propagate]
+}
+
+resource "google_project_iam_member" "build_storage" {
+  project = var.project_id
+  role    = "roles/storage.objectAdmin"
+  member  = local.build_member
+
+  condition {
+    title       = "not-the-model-bucket"
+    description = "Every bucket but gs://${local.model_bucket}: the build never writes published models"
+    expression  = local.build_storage_condition
+  }
+
+  depends_on = [google_project_service.apis, time_sleep.accounts_propagate]
 }
 
 resource "google_storage_bucket_iam_member" "model_reader" {
@@ -181,7 +213,7 @@ resource "google_storage_bucket_iam_member" "model_reader" {
     expression  = "resource.name.startsWith(\"projects/_/buckets/${local.model_bucket}/objects/${local.model_root}/\")"
   }
 
-  depends_on = [time_sleep.accounts_propagate]
+  depends_on = [google_project_service.apis, time_sleep.accounts_propagate]
 }
 
 resource "google_secret_manager_secret_iam_member" "function" {
@@ -192,7 +224,7 @@ resource "google_secret_manager_secret_iam_member" "function" {
   role      = "roles/secretmanager.secretAccessor"
   member    = local.function_member
 
-  depends_on = [time_sleep.accounts_propagate]
+  depends_on = [google_project_service.apis, time_sleep.accounts_propagate]
 }
 
 # --- Source: function/ zipped with its profile's requirements, named by its hash ----
@@ -210,15 +242,14 @@ resource "google_storage_bucket" "source" {
 }
 
 # One `source` block per file (source_dir cannot rename a file), each file's
-# content but requirements.txt's, which is the profile's. Blocks carry no
-# timestamp or mode from the checkout, so the checksum (hence the object name)
-# changes only with the content. file() reads UTF-8 text: function/ holds code,
-# JSON and pins only.
+# content but requirements.txt's, which is the profile's. The provider writes
+# source blocks with Go's zip.Writer.Create: no timestamp and no mode from the
+# checkout (output_file_mode applies only to files read from disk, so it is not
+# set), and the checksum, hence the object name, changes only with the
+# content. file() reads UTF-8 text: function/ holds code, JSON and pins only.
 data "archive_file" "source" {
   type        = "zip"
   output_path = "${path.module}/.build/${var.function_name}-source.zip"
-  # One mode for every file, where the provider applies it to source blocks.
-  output_file_mode = "0644"
 
   dynamic "source" {
     for_each = local.source_files
@@ -288,6 +319,7 @@ resource "google_cloudfunctions2_function" "predict" {
   depends_on = [
     google_project_service.apis,
     google_project_iam_member.build,
+    google_project_iam_member.build_storage,
     google_storage_bucket_iam_member.model_reader,
     google_secret_manager_secret_iam_member.function,
   ]

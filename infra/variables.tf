@@ -11,7 +11,7 @@ variable "region" {
 
 variable "enable_apis" {
   type        = bool
-  description = "Enable the APIs the deployment needs (Cloud Functions, Cloud Run, Cloud Build, Artifact Registry, Cloud Storage, and Secret Manager when secrets are used)."
+  description = "Enable the APIs the deployment needs (Cloud Functions, Cloud Run, Cloud Build, Artifact Registry, Cloud Storage, IAM, Cloud Resource Manager, and Secret Manager when secrets are used); every resource waits for them."
   default     = true
 }
 
@@ -135,20 +135,55 @@ variable "build_service_account_id" {
   }
 }
 
+# CPU and memory follow Cloud Run's rules (a gen2 function is a Cloud Run
+# service), which Cloud Run applies only when it creates the function, after
+# the buckets, the accounts and the model publish; infra/deploy-gcloud.sh
+# --cpu/--memory keeps the same rules and messages. In the conditions below c is
+# the CPU in millicores (0.583 and 583m are 583) and m the memory in MiB (-1
+# when the shape is wrong); the pair's rule skips a value its own validation
+# refuses, so one bad value gets one message.
 variable "memory" {
   type        = string
-  description = "Memory of one instance (Cloud Run units, e.g. 1Gi)."
+  description = "Memory of one instance: a whole number with unit k, M, G, Mi or Gi (512Mi, 1Gi, 2G), from 128Mi to 32Gi."
   default     = "1Gi"
+
+  validation {
+    condition = alltrue([
+      for m in [try(tonumber(regex("^([0-9]{1,9})(k|M|G|Mi|Gi)$", var.memory)[0]) * { k = 1000, M = 1000000, G = 1000000000, Mi = 1048576, Gi = 1073741824 }[regex("^([0-9]{1,9})(k|M|G|Mi|Gi)$", var.memory)[1]] / 1048576, -1)] :
+      m >= 128 && m <= 32768
+    ])
+    error_message = "memory must be a whole number (at most 9 digits) with unit k, M, G, Mi or Gi, from 128Mi to 32Gi (Cloud Run's range), e.g. 512Mi, 1Gi, 4Gi."
+  }
+
+  # Cloud Run's CPU and memory table: https://cloud.google.com/run/docs/configuring/services/cpu
+  # and .../services/memory-limits.
+  validation {
+    condition = alltrue(flatten([
+      for c in [can(regex("^([0-9]{1,9}(\\.[0-9]{1,3})?|\\.[0-9]{1,3}|[0-9]{1,9}m)$", var.cpu)) ? tonumber(trimsuffix(var.cpu, "m")) * (endswith(var.cpu, "m") ? 1 : 1000) : -1] : [
+        for m in [try(tonumber(regex("^([0-9]{1,9})(k|M|G|Mi|Gi)$", var.memory)[0]) * { k = 1000, M = 1000000, G = 1000000000, Mi = 1048576, Gi = 1073741824 }[regex("^([0-9]{1,9})(k|M|G|Mi|Gi)$", var.memory)[1]] / 1048576, -1)] :
+        !((c >= 80 && c < 1000) || contains([1000, 2000, 4000, 6000, 8000], c)) || m < 128 || m > 32768 || (
+          (c >= 500 || m <= 512) && (c >= 1000 || m <= 1024) &&
+          (m <= 4096 || c >= 2000) && (m <= 8192 || c >= 4000) &&
+          (m <= 16384 || c >= 6000) && (m <= 24576 || c >= 8000) &&
+          (c < 4000 || m >= 2048) && (c < 6000 || m >= 4096)
+        )
+      ]
+    ]))
+    error_message = "cpu and memory must be a pair Cloud Run accepts: below 0.5 vCPU at most 512Mi, below 1 vCPU at most 1Gi; more than 4Gi needs 2 vCPUs, more than 8Gi 4, more than 16Gi 6, more than 24Gi 8; 4 vCPUs need at least 2Gi, 6 or 8 at least 4Gi."
+  }
 }
 
 variable "cpu" {
   type        = string
-  description = "vCPUs of one instance: a number (0.583, 1, 2) or millicores (1000m). Concurrency above 1 needs at least 1."
+  description = "vCPUs of one instance: 0.08 to 1 in steps of 0.001 (0.583, or millicores: 583m), or 1, 2, 4, 6 or 8. Concurrency above 1 needs at least 1."
   default     = "1"
 
   validation {
-    condition     = can(regex("^([0-9]+(\\.[0-9]+)?|\\.[0-9]+|[0-9]+m)$", var.cpu))
-    error_message = "cpu must be a number of vCPUs (0.583, 1, 2) or millicores (1000m)."
+    condition = alltrue([
+      for c in [can(regex("^([0-9]{1,9}(\\.[0-9]{1,3})?|\\.[0-9]{1,3}|[0-9]{1,9}m)$", var.cpu)) ? tonumber(trimsuffix(var.cpu, "m")) * (endswith(var.cpu, "m") ? 1 : 1000) : -1] :
+      (c >= 80 && c < 1000) || contains([1000, 2000, 4000, 6000, 8000], c)
+    ])
+    error_message = "cpu must be 0.08 to 1 vCPU in steps of 0.001 (0.583, or millicores: 583m), or 1, 2, 4, 6 or 8 (Cloud Run's values: above 1, whole numbers only)."
   }
 }
 
@@ -182,7 +217,7 @@ variable "concurrency" {
 
   # Cloud Run refuses it only at deploy time, after every other resource.
   validation {
-    condition     = var.concurrency == 1 || try(tonumber(var.cpu), tonumber(trimsuffix(var.cpu, "m")) / 1000, 0) >= 1
+    condition     = var.concurrency == 1 || try(tonumber(trimsuffix(var.cpu, "m")) * (endswith(var.cpu, "m") ? 1 : 1000), 0) >= 1000
     error_message = "concurrency above 1 needs cpu of at least 1 (Cloud Run serves one request at a time below one vCPU): raise cpu or set concurrency = 1."
   }
 }
@@ -200,7 +235,19 @@ variable "ingress_settings" {
 
 variable "allow_unauthenticated" {
   type        = bool
-  description = "Let anyone invoke the function (roles/run.invoker for allUsers). Default: only invoker_members, with an identity token."
+  description = "Let anyone invoke the function (roles/run.invoker for allUsers); then API keys are required (secret_environment_variables.API_KEYS) unless public_without_api_keys is true. Default: only invoker_members, with an identity token."
+  default     = false
+
+  # A forgotten API_KEYS would leave the URL open to anyone on the internet.
+  validation {
+    condition     = !var.allow_unauthenticated || contains(keys(var.secret_environment_variables), "API_KEYS") || var.public_without_api_keys
+    error_message = "allow_unauthenticated = true without API keys lets anyone on the internet call the function: add secret_environment_variables = { API_KEYS = { secret = \"...\" } }, or set public_without_api_keys = true if it is meant to be open."
+  }
+}
+
+variable "public_without_api_keys" {
+  type        = bool
+  description = "Say that a public function (allow_unauthenticated) is meant to serve anyone without API keys."
   default     = false
 }
 

@@ -8,10 +8,10 @@ terraform {
       source  = "hashicorp/google"
       version = ">= 6.0, < 8.0"
     }
-    # 2.5 added glob patterns to archive_file's `excludes`.
+    # 2.4 added archive_file's output_sha256, which names the source object.
     archive = {
       source  = "hashicorp/archive"
-      version = ">= 2.5, < 3.0"
+      version = ">= 2.4, < 3.0"
     }
     # time_sleep: new service accounts are eventually consistent.
     time = {

@@ -1,5 +1,6 @@
 // Who may call the Lambda and what it may read, derived from the stage's params:
-// private unless `public` is "true", and read access to exactly the SSM
+// private unless `public` is "true" (then with API keys, unless
+// `publicWithoutApiKeys` is "true"), and read access to exactly the SSM
 // parameters the stage names. serverless.yml resolves `${file(...):name}` by
 // calling these exports; a bad param fails `package` and `deploy` with its
 // message, before anything reaches AWS.
@@ -36,11 +37,11 @@ function refuseRemovedParams(options) {
   }
 }
 
-async function isPublic({ resolveVariable }) {
-  const value = (await param(resolveVariable, 'public')).toLowerCase();
+async function flag(resolveVariable, name) {
+  const value = (await param(resolveVariable, name)).toLowerCase();
   if (value === 'true') return true;
   if (value === 'false') return false;
-  throw refusal(`param "public" must be true or false, got "${value}"`);
+  throw refusal(`param "${name}" must be true or false, got "${value}"`);
 }
 
 // CloudFormation's own values: the account id is unknown offline.
@@ -79,10 +80,22 @@ async function secretParameters({ resolveVariable }) {
 
 // An HTTP API IAM authorizer: callers sign requests (SigV4) with credentials
 // allowed execute-api:Invoke, as Cloud Functions callers need run.invoker.
-// An empty string leaves the route without an authorizer.
+// An empty string leaves the route without an authorizer: then API keys must
+// be named, unless publicWithoutApiKeys says the function is meant to be open
+// (a forgotten param would otherwise leave it open to anyone on the internet).
 module.exports.authorizer = async (context) => {
   refuseRemovedParams(context.options);
-  return (await isPublic(context)) ? '' : { type: 'aws_iam' };
+  const open = await flag(context.resolveVariable, 'publicWithoutApiKeys');
+  if (!(await flag(context.resolveVariable, 'public'))) return { type: 'aws_iam' };
+  if (!(await param(context.resolveVariable, 'apiKeysParameter')) && !open) {
+    throw refusal(
+      'param public=true without apiKeysParameter lets anyone on the internet ' +
+        'call the function: name the SSM parameter holding API keys ' +
+        '(--param=apiKeysParameter=/path), or pass ' +
+        '--param=publicWithoutApiKeys=true if it is meant to be open'
+    );
+  }
+  return '';
 };
 
 // The model's S3 statements (custom.modelReadStatements) plus, for each named

@@ -564,7 +564,7 @@ def test_dry_run_prints_bucket_account_publish_and_deploy_in_order() -> None:
         "gcloud storage buckets update",
         "gcloud iam service-accounts create",
         "gcloud iam service-accounts create",
-        *["gcloud projects add-iam-policy-binding acme-ml"] * 4,
+        *["gcloud projects add-iam-policy-binding acme-ml"] * 3,
         "gcloud storage buckets add-iam-policy-binding",
         "python -m train --store",
         "gcloud functions deploy sklearn-predict",
@@ -575,6 +575,8 @@ def test_dry_run_prints_bucket_account_publish_and_deploy_in_order() -> None:
         "cloudfunctions.googleapis.com",
         "run.googleapis.com",
         "iam.googleapis.com",
+        # projects add-iam-policy-binding goes through Resource Manager.
+        "cloudresourcemanager.googleapis.com",
     } <= set(enable)
     assert create[4] == "gs://acme-ml-sklearn-models"
     assert {"--uniform-bucket-level-access", "--public-access-prevention"} <= set(
@@ -646,14 +648,18 @@ def test_dry_run_builds_with_its_own_build_account_and_documented_roles() -> Non
         f"projects/acme-ml/serviceAccounts/{build_email}"
     )
     assert {flag(g, "member") for g in grants} == {f"serviceAccount:{build_email}"}
-    assert {flag(g, "role") for g in grants} == {
-        "roles/cloudbuild.builds.builder",
-        "roles/logging.logWriter",
-        "roles/artifactregistry.writer",
-        "roles/storage.objectAdmin",
+    # Google's list for a custom build account; not roles/cloudbuild.builds.builder.
+    assert {flag(g, "role"): flag(g, "condition") for g in grants} == {
+        # Without None gcloud prompts when the project has conditional bindings.
+        "roles/logging.logWriter": "None",
+        "roles/artifactregistry.writer": "None",
+        # Every bucket but the model bucket (tests/deploy/test_terraform.py
+        # evaluates the expression against bucket and object names).
+        "roles/storage.objectAdmin": "expression=resource.name != "
+        '"projects/_/buckets/acme-ml-sklearn-models" && '
+        '!resource.name.startsWith("projects/_/buckets/acme-ml-sklearn-models/")'
+        ",title=not-the-model-bucket",
     }
-    # Without it gcloud prompts when the project has conditional bindings.
-    assert {flag(g, "condition") for g in grants} == {"None"}
 
 
 @pytest.mark.parametrize("ingress", ["all", "internal-only", "internal-and-gclb"])
@@ -777,9 +783,15 @@ def test_dry_run_public_secrets_and_comma_settings() -> None:
     assert set(secrets) <= settings_env_names()
     assert not set(secrets) & set(env)
     assert not any(argv[:3] == ["python", "-m", "train"] for argv in commands)
-    assert ["gcloud", "secrets", "add-iam-policy-binding", "keys"] in [
-        argv[:4] for argv in commands
+    (grant,) = [
+        argv
+        for argv in commands
+        if argv[:4] == ["gcloud", "secrets", "add-iam-policy-binding", "keys"]
     ]
+    # gcloud refuses to run on a secret with conditional bindings without it
+    # when it cannot prompt.
+    assert flag(grant, "condition") == "None"
+    assert flag(grant, "role") == "roles/secretmanager.secretAccessor"
 
 
 @pytest.mark.parametrize(
@@ -805,7 +817,19 @@ def test_dry_run_public_secrets_and_comma_settings() -> None:
         (("--project", "p", "--build-service-account", "sklearn-predict"), "differ"),
         (("--project", "p", "--cpu", "0.5"), "needs --cpu of at least 1"),
         (("--project", "p", "--cpu", "500m", "--concurrency", "2"), "at least 1"),
-        (("--project", "p", "--cpu", "one"), "--cpu must be a number"),
+        (("--project", "p", "--cpu", "one"), "--cpu must be 0.08 to 1 vCPU"),
+        # Values Cloud Run would refuse only when it creates the function.
+        (("--project", "p", "--cpu", "1.5"), "or 1, 2, 4, 6 or 8"),
+        (("--project", "p", "--cpu", "1500m"), "or 1, 2, 4, 6 or 8"),
+        (("--project", "p", "--cpu", "0", "--concurrency", "1"), "0.08 to 1"),
+        (("--project", "p", "--cpu", "0.05", "--concurrency", "1"), "0.08 to 1"),
+        (
+            ("--project", "p", "--cpu", "0.5", "--memory", "2Gi", "--concurrency", "1"),
+            "below 1 vCPU at most 1Gi",
+        ),
+        (("--project", "p", "--memory", "64Mi"), "from 128Mi to 32Gi"),
+        (("--project", "p", "--memory", "1GB"), "unit k, M, G, Mi or Gi"),
+        (("--project", "p", "--allow-unauthenticated"), "--public-without-api-keys"),
         (("--project", "p", "--ingress-settings", "public"), "--ingress-settings"),
         (("--project", "p", "--noncurrent-days", "0"), "at least 1"),
         (("--project", "p", "--profile", "tiny"), "--profile must be full or slim"),

@@ -6,10 +6,14 @@ Parameter Store through moto. `osls print` shows what each param resolves to
 (the IAM authorizer, the SSM read grant, refusals). Then
 `osls package` (the maintained Serverless Framework v3 fork, installed by
 `npm ci`) builds the artifact from serverless.yml, once per profile (full: the
-pickle with scikit-learn; slim: the ONNX twin with onnxruntime); the tests open
-each, check its size against Lambda's limit and what its slim patterns left
-out, and run its handler under Python 3.12 with nothing but the artifact and
-the runtime's boto3 on sys.path (the full profile also on a DataFrame pipeline).
+pickle with scikit-learn, public with API keys; slim: the ONNX twin with
+onnxruntime, private); the tests route every path the function serves through
+the HTTP API its CloudFormation template declares, as API Gateway would, open
+each artifact, check its size against Lambda's limit and what its slim
+patterns left out, size the largest event the body limit lets through against
+Lambda's payload limit, and run its handler under Python 3.12 with nothing but
+the artifact and the runtime's boto3 on sys.path (the full profile also on a
+DataFrame pipeline).
 """
 
 from __future__ import annotations
@@ -62,14 +66,21 @@ BUCKET, PARAM_PATH = "ci-models", "models/default"
 KEYS_PARAMETER = "/sklearn-serverless/ci/api-keys"
 SERVICE_ARGS = ("--stage", "ci", "--region", "eu-west-1")
 SERVICE_ARGS += (f"--param=modelBucket={BUCKET}",)
-PACKAGE_ARGS = ("package", *SERVICE_ARGS, f"--param=apiKeysParameter={KEYS_PARAMETER}")
-PACKAGE_ARGS += ("--param=profile=full",)
+# Public with API keys: how a client that cannot sign SigV4 (tritonclient,
+# KServe's client) reaches the function.
+PACKAGE_ARGS = ("package", *SERVICE_ARGS, "--param=public=true")
+PACKAGE_ARGS += (f"--param=apiKeysParameter={KEYS_PARAMETER}", "--param=profile=full")
 API_KEY = "ci-key-0123456789abcdef"  # a test fixture, not a secret
 PUBLISH_ARGS = ("--store", f"s3://{BUCKET}/models", "--name", "default")
 SLIM_BUCKET = "ci-slim-models"
 # The default profile: no --param=profile at all.
 SLIM_PACKAGE_ARGS = ("package", *SERVICE_ARGS[:4], f"--param=modelBucket={SLIM_BUCKET}")
 SLIM_DROPS = {"scikit-learn", "scipy", "joblib", "pandas"}
+# "6 MB" per synchronous invocation, request and response (Lambda's quotas),
+# read as the smaller of its two meanings (6,000,000 bytes, not 6 MiB).
+LAMBDA_SYNC_PAYLOAD = 6_000_000
+# An HTTP API's request line and headers together: at most 10,240 bytes.
+HTTP_API_HEADER_BYTES = 10_240
 
 
 # --- API Gateway events, as AWS sends them ----------------------------------------
@@ -82,14 +93,20 @@ def http_api_event(
     *,
     headers: dict[str, str] | None = None,
     base64_body: bool = False,
+    route_key: str = "$default",
 ) -> dict[str, Any]:
-    """An HTTP API event, payload format 2.0 (what serverless.yml's httpApi sends)."""
-    text = body if isinstance(body, str) or body is None else json.dumps(body)
-    if text is not None and base64_body:
-        text = base64.b64encode(text.encode()).decode()
+    """An HTTP API event, payload format 2.0 (what serverless.yml's httpApi
+    sends), through its one route, $default; bytes travel base64-encoded."""
+    if isinstance(body, bytes):
+        text: str | None = base64.b64encode(body).decode()
+        base64_body = True
+    else:
+        text = body if isinstance(body, str) or body is None else json.dumps(body)
+        if text is not None and base64_body:
+            text = base64.b64encode(text.encode()).decode()
     return {
         "version": "2.0",
-        "routeKey": f"{method} {path}",
+        "routeKey": route_key,
         "rawPath": path,
         "rawQueryString": "",
         "headers": {
@@ -112,7 +129,7 @@ def http_api_event(
                 "userAgent": "pytest",
             },
             "requestId": uuid.uuid4().hex,
-            "routeKey": f"{method} {path}",
+            "routeKey": route_key,
             "stage": "$default",
             "timeEpoch": int(time.time() * 1000),
         },
@@ -655,11 +672,20 @@ def test_routes_are_private_by_default_and_public_only_when_a_param_says_so(
     service: Path,
 ) -> None:
     default = resolved(service)
-    public = resolved(service, "--param=public=true")
+    keyed = resolved(
+        service, "--param=public=true", f"--param=apiKeysParameter={KEYS_PARAMETER}"
+    )
+    open_ = resolved(
+        service, "--param=public=true", "--param=publicWithoutApiKeys=true"
+    )
 
-    assert routes_authorizers(default) == [{"type": "aws_iam"}] * 4
-    assert not any(routes_authorizers(public))
+    assert routes_authorizers(default) == [{"type": "aws_iam"}]
+    assert routes_authorizers(keyed) == routes_authorizers(open_) == [""]
     assert default["params"]["default"]["public"] == "false"
+    assert default["params"]["default"]["publicWithoutApiKeys"] == "false"
+    # One route for every path: osls makes path "*" the $default route.
+    (event,) = default["functions"]["predict"]["events"]
+    assert (event["httpApi"]["method"], event["httpApi"]["path"]) == ("*", "*")
 
 
 def test_secret_read_is_granted_only_for_the_named_parameters(service: Path) -> None:
@@ -695,6 +721,12 @@ def test_secret_read_is_granted_only_for_the_named_parameters(service: Path) -> 
     ("param", "message"),
     [
         ("--param=public=yes", 'param "public" must be true or false, got "yes"'),
+        (
+            "--param=publicWithoutApiKeys=1",
+            'param "publicWithoutApiKeys" must be true or false, got "1"',
+        ),
+        # Public with neither API keys nor the flag saying it is meant to be open.
+        ("--param=public=true", "param public=true without apiKeysParameter lets"),
         ("--param=apiKeys=k", "--param=apiKeys is no longer read"),
         ("--param=apiKeysParameter=keys", "must be an SSM parameter path"),
         ("--param=signingKeyParameter=/aws/x", "must be an SSM parameter path"),
@@ -1037,21 +1069,314 @@ def test_cloudformation_wires_handler_routes_settings_and_s3_read(
     # Every setting but the Google Cloud project (trace ids for Cloud Logging)
     # and the signing key, whose parameter these args leave unnamed.
     assert unexposed(settings_fields(), exposed) == ["project", "signing_keys"]
-    assert {"ANY /predict", "ANY /health", "ANY /metadata"} <= routes
-    assert {r["AuthorizationType"] for r in route_resources} == {"AWS_IAM"}
-    assert s3 == [
-        {
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": f"arn:aws:s3:::{BUCKET}/{PARAM_PATH}/*",
-        },
-        {
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": f"arn:aws:s3:::{BUCKET}",
-            "Condition": {"StringLike": {"s3:prefix": [f"{PARAM_PATH}/*"]}},
-        },
+    assert routes == {"$default"}
+    # Public (PACKAGE_ARGS say so), with the API keys the function checks.
+    assert {r.get("AuthorizationType", "NONE") for r in route_resources} == {"NONE"}
+    assert [s["Action"] for s in s3] == [["s3:GetObject"], ["s3:ListBucket"]]
+    assert s3[1]["Condition"] == {"StringLike": {"s3:prefix": [f"{PARAM_PATH}/*"]}}
+    # Each ARN names the stack's partition: the same statements in aws-cn.
+    for partition in ("aws", "aws-cn", "aws-us-gov"):
+        assert [cfn_value(st["Resource"], partition=partition) for st in s3] == [
+            f"arn:{partition}:s3:::{BUCKET}/{PARAM_PATH}/*",
+            f"arn:{partition}:s3:::{BUCKET}",
+        ]
+    assert "arn:aws:" not in json.dumps(lambda_package.template)
+
+
+def cfn_value(value: Any, *, partition: str = "aws") -> Any:
+    """A CloudFormation value with Fn::Join, Fn::Sub and the pseudo parameters
+    resolved for an account in `partition`; other references stay symbolic."""
+    pseudo = {
+        "AWS::Partition": partition,
+        "AWS::Region": "eu-west-1",
+        "AWS::AccountId": "123456789012",
+    }
+    if isinstance(value, list):
+        return [cfn_value(item, partition=partition) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if set(value) == {"Ref"}:
+        return pseudo.get(value["Ref"], f"<{value['Ref']}>")
+    if set(value) == {"Fn::GetAtt"}:
+        return "<{}.{}>".format(*value["Fn::GetAtt"])
+    if set(value) == {"Fn::Join"}:
+        separator, parts = value["Fn::Join"]
+        return separator.join(str(cfn_value(p, partition=partition)) for p in parts)
+    if set(value) == {"Fn::Sub"}:
+        return re.sub(
+            r"\$\{([^}]+)\}",
+            lambda m: pseudo.get(m[1], f"<{m[1]}>"),
+            value["Fn::Sub"],
+        )
+    return {k: cfn_value(v, partition=partition) for k, v in value.items()}
+
+
+# --- API Gateway: which route, hence which authorizer, each request meets ---------
+
+
+@dataclass(frozen=True)
+class GatewayRoute:
+    """An HTTP API route as the template declares it, followed to its target."""
+
+    key: str  # "$default" or "METHOD /path/{var}/{proxy+}"
+    function: str | None  # the Lambda's logical id, if the route invokes one
+    authorization: str  # AWS_IAM, JWT, CUSTOM or NONE
+
+
+def http_api_routes(template: dict[str, Any]) -> list[GatewayRoute]:
+    """The routes of the template's one HTTP API, each followed through its
+    integration to the function API Gateway may invoke (the Lambda permission
+    must cover the API), as deployed on its $default stage."""
+    resources = template["Resources"]
+    (api_id,) = [
+        key for key, r in resources.items() if r["Type"] == "AWS::ApiGatewayV2::Api"
     ]
+    api = resources[api_id]["Properties"]
+    # No CORS configuration: API Gateway would answer preflights itself.
+    assert api["ProtocolType"] == "HTTP" and "CorsConfiguration" not in api
+    stages = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGatewayV2::Stage"
+    ]
+    assert stages == [
+        {
+            "ApiId": {"Ref": api_id},
+            "StageName": "$default",  # no stage prefix in the paths
+            "AutoDeploy": True,
+            "DefaultRouteSettings": {"DetailedMetricsEnabled": False},
+        }
+    ]
+    invocable = {
+        r["Properties"]["FunctionName"]["Fn::GetAtt"][0]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::Permission"
+        and r["Properties"]["Action"] == "lambda:InvokeFunction"
+        and r["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        and cfn_value(r["Properties"]["SourceArn"]).endswith(f"<{api_id}>/*")
+    }
+    routes = []
+    for resource in resources.values():
+        if resource["Type"] != "AWS::ApiGatewayV2::Route":
+            continue
+        route = resource["Properties"]
+        assert route["ApiId"] == {"Ref": api_id}
+        separator, (prefix, target) = route["Target"]["Fn::Join"]
+        integration = resources[target["Ref"]]["Properties"]
+        function = None
+        if (separator, prefix) == ("/", "integrations") and (
+            integration["IntegrationType"] == "AWS_PROXY"
+            and integration["PayloadFormatVersion"] == "2.0"
+        ):
+            logical_id, attribute = integration["IntegrationUri"]["Fn::GetAtt"]
+            if attribute == "Arn" and logical_id in invocable:
+                function = logical_id
+        routes.append(
+            GatewayRoute(
+                route["RouteKey"], function, route.get("AuthorizationType", "NONE")
+            )
+        )
+    return routes
+
+
+def gateway_route(
+    routes: list[GatewayRoute], method: str, path: str
+) -> GatewayRoute | None:
+    """The route API Gateway selects for a request, by its documented priority
+    (Create routes for HTTP APIs, "Routing API requests"): a full match of
+    route and method, the method before ANY and literal segments before path
+    variables; then a greedy {proxy+} match, the longest first; then $default.
+    None: API Gateway answers {"message":"Not Found"} and calls nothing."""
+    segments = [part for part in path.split("/")[1:] if part] if path != "/" else []
+    candidates = []
+    for route in routes:
+        if route.key == "$default":
+            continue
+        route_method, template = route.key.split(" ", 1)
+        if route_method not in (method, "ANY"):
+            continue
+        parts = [part for part in template.split("/")[1:] if part]
+        greedy = bool(parts) and re.fullmatch(r"\{[^}]+\+\}", parts[-1]) is not None
+        fixed = parts[:-1] if greedy else parts
+        if greedy and len(segments) <= len(fixed):
+            continue
+        if not greedy and len(segments) != len(fixed):
+            continue
+        if all(
+            re.fullmatch(r"\{[^}+]+\}", part) or part == segment
+            for part, segment in zip(fixed, segments, strict=False)
+        ):
+            literal = sum(not part.startswith("{") for part in fixed)
+            candidates.append(((greedy, -literal, route_method == "ANY"), route))
+    if candidates:
+        return min(candidates, key=lambda found: found[0])[1]
+    return next((route for route in routes if route.key == "$default"), None)
+
+
+def test_gateway_route_selection_follows_api_gateways_priorities() -> None:
+    """The model of API Gateway's choice the route tests rely on, on the
+    documented kinds of routes."""
+    routes = [
+        GatewayRoute(key, "F", auth)
+        for key, auth in [
+            ("GET /pets/dog/1", "AWS_IAM"),
+            ("GET /pets/dog/{id}", "JWT"),
+            ("ANY /pets/dog/{id}", "CUSTOM"),
+            ("GET /pets/{proxy+}", "NONE"),
+            ("ANY /{proxy+}", "AWS_IAM"),
+        ]
+    ]
+    with_default = [*routes, GatewayRoute("$default", "F", "NONE")]
+
+    def key(method: str, path: str, table: list[GatewayRoute] = routes) -> str | None:
+        found = gateway_route(table, method, path)
+        return found.key if found else None
+
+    assert key("GET", "/pets/dog/1") == "GET /pets/dog/1"
+    assert key("GET", "/pets/dog/2") == "GET /pets/dog/{id}"
+    assert key("POST", "/pets/dog/2") == "ANY /pets/dog/{id}"
+    assert key("GET", "/pets/cat/1") == "GET /pets/{proxy+}"
+    assert key("POST", "/pets/cat/1") == "ANY /{proxy+}"
+    assert key("GET", "/") is None  # a greedy variable needs one segment
+    assert key("GET", "/", with_default) == "$default"
+    assert key("GET", "/v2/models/x", [GatewayRoute("ANY /predict", "F", "N")]) is None
+
+
+def served_requests(name: str, version: str) -> list[tuple[str, str]]:
+    """(method, path) for every rule of the function's own URL map, the
+    model's name and version in its variables, and OPTIONS on each path (a
+    browser's preflight): what a client may send, so a new route is included
+    without anyone listing it."""
+    from skserve.service import Service
+    from skserve.settings import Settings
+
+    service = Service(Settings.from_env({"MODEL_URI": f"s3://unused/models/{name}"}))
+    requests = set()
+    for rule in service.url_map.iter_rules():
+        built = rule.build({"name": name, "version": version}, append_unknown=False)
+        assert built is not None, rule.rule
+        path = built[1]
+        requests |= {(method, path) for method in rule.methods or ()} | {
+            ("OPTIONS", path)
+        }
+    return sorted(requests)
+
+
+@pytest.mark.parametrize(
+    ("profile", "authorization"), [("full", "NONE"), ("slim", "AWS_IAM")]
+)
+def test_every_path_the_function_serves_reaches_the_handler_with_its_authorizer(
+    profile: str, authorization: str, request: pytest.FixtureRequest
+) -> None:
+    """Routed as API Gateway routes the packaged HTTP API: /predict, /v2 and
+    its model routes, /openapi.json, GET and OPTIONS /, every method. full is
+    packaged public (with API keys), slim private (SigV4 on every route)."""
+    built: LambdaPackage = request.getfixturevalue(
+        "lambda_package" if profile == "full" else "slim_package"
+    )
+    routes = http_api_routes(built.template)
+    function = built.template["Resources"]["PredictLambdaFunction"]["Properties"]
+    served = served_requests("default", "20250101T000000.000Z-0123abcd")
+    paths = {path for _, path in served}
+
+    assert {"/", "/predict", "/openapi.json", "/v2", "/v2/health/live"} <= paths
+    assert "/v2/models/default/versions/20250101T000000.000Z-0123abcd/infer" in paths
+    assert function["Handler"] == "lambda_main.handler"
+    for method, path in served:
+        route = gateway_route(routes, method, path)
+        assert route is not None, f"{method} {path}: API Gateway answers Not Found"
+        assert route.function == "PredictLambdaFunction", (method, path, route)
+        assert route.authorization == authorization, (method, path, route)
+
+
+def test_handler_answers_every_served_path_through_the_default_route(
+    handler: Any, s3_model: Path
+) -> None:
+    """Each request the route test sends through API Gateway, as the $default
+    route delivers it: the function routes it (no 404 or 405 of its own)."""
+    version = (s3_model / "LATEST").read_text().strip()
+    answered = {}
+
+    for method, path in served_requests("seed", version):
+        body = {"features": SEED_FEATURES} if method == "POST" else None
+        result = handler(http_api_event(method, path, body), None)
+        answered[(method, path)] = result["statusCode"]
+
+    assert len(answered) > 20
+    assert not {k: v for k, v in answered.items() if v in (404, 405)}, answered
+    assert answered[("GET", "/openapi.json")] == 200
+    assert answered[("GET", "/v2/health/live")] == 200
+    assert answered[("GET", f"/v2/models/seed/versions/{version}/ready")] == 200
+
+
+# --- Lambda's payload limit: the body limit must fit inside it -----------------------
+
+
+def event_bytes(event: dict[str, Any]) -> int:
+    """The invocation payload: the event as Lambda receives it, JSON."""
+    return len(json.dumps(event).encode())
+
+
+def largest_events(limit: int) -> dict[str, dict[str, Any]]:
+    """For a body of exactly `limit` bytes, the events that cost the most:
+    binary (base64, +1/3) and JSON text whose escaping adds the most a real
+    request adds (a BYTES tensor of one-letter strings: each `"a",` becomes
+    `\\"a\\",`, +1/2), with the request line and headers at HTTP API's limit."""
+    headers = {"x-padding": "p" * (HTTP_API_HEADER_BYTES - 200)}
+    head = '{"inputs": [{"name": "plan", "datatype": "BYTES", "shape": [-1], "data": ['
+    count = (limit - len(head) - len("]}]}") + 1) // 4
+    text = head + ",".join(['"a"'] * count) + "]}]}"
+    text += " " * (limit - len(text))
+    assert len(text) == limit
+    return {
+        "binary": http_api_event(
+            "POST",
+            "/v2/models/default/infer",
+            os.urandom(limit),
+            headers={**headers, "content-type": "application/octet-stream"},
+        ),
+        "json": http_api_event(
+            "POST", "/v2/models/default/infer", text, headers=headers
+        ),
+    }
+
+
+@pytest.mark.parametrize("profile", ["full", "slim"])
+def test_default_body_limit_fits_lambdas_synchronous_payload(
+    profile: str, request: pytest.FixtureRequest
+) -> None:
+    built: LambdaPackage = request.getfixturevalue(
+        "lambda_package" if profile == "full" else "slim_package"
+    )
+    limit = int(built.settings["MAX_BODY_BYTES"])
+    events = largest_events(limit)
+    sizes = {kind: event_bytes(event) for kind, event in events.items()}
+
+    assert limit == 3 * 1024 * 1024  # serverless.yml's default, both profiles
+    assert max(sizes.values()) <= LAMBDA_SYNC_PAYLOAD, sizes
+    # The function's own 10 MiB default would not fit, even as plain JSON.
+    assert event_bytes(largest_events(10 * 1024 * 1024)["binary"]) > (
+        LAMBDA_SYNC_PAYLOAD
+    )
+
+
+@pytest.mark.parametrize("kind", ["binary", "json"])
+def test_a_body_over_the_limit_gets_the_functions_413_inside_the_payload_limit(
+    handler: Any, s3_model: Path, lambda_package: LambdaPackage, kind: str
+) -> None:
+    """One byte over the default: the event still fits Lambda's payload, so
+    the caller gets the function's JSON 413, not API Gateway's error."""
+    limit = int(lambda_package.settings["MAX_BODY_BYTES"])
+    os.environ["MAX_BODY_BYTES"] = str(limit)
+    event = largest_events(limit + 1)[kind]
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/v2/models/seed/infer"
+
+    result = answer(handler(event, None))
+
+    assert event_bytes(event) <= LAMBDA_SYNC_PAYLOAD
+    assert result.status == 413
+    assert result.headers["content-type"] == "application/json"
+    assert f"MAX_BODY_BYTES={limit}" in result.body["error"]
 
 
 # The Lambda runtime, reduced to its import path: the task root (the artifact),

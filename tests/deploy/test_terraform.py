@@ -3,7 +3,10 @@
 Terraform cannot run here, so these tests hold the configuration to what the
 code and the other deploy paths say: the entry point main.py defines, the
 runtime, the setting names settings.py reads, the function/ source folder, the
-gcloud script's defaults, and the access rules the README promises.
+gcloud script's defaults, and the access rules the README promises. The
+variables' validations and the IAM conditions are evaluated
+(tests/deploy/expressions.py), and each rule is held against the gcloud
+script's for the same values; the resource graph is read from the references.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from typing import Any
 import hcl2
 import pytest
 
+from tests.deploy.expressions import (
+    Variables,
+    cel_allows,
+    local_value,
+    resource_attribute,
+)
 from tests.support import (
     REPO,
     entry_points,
@@ -75,6 +84,17 @@ def main_tf() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def rules() -> Variables:
+    """variables.tf's defaults and validations, to evaluate for -var values."""
+    return Variables.load(INFRA / "variables.tf")
+
+
+def terraform_accepts(rules: Variables, **given: Any) -> bool:
+    """Whether `terraform plan -var ...` would get past every validation."""
+    return not rules.refusals(project_id="p", **given)
+
+
+@pytest.fixture(scope="module")
 def variables() -> dict[str, Any]:
     return labelled(load("variables.tf")["variable"])
 
@@ -124,6 +144,12 @@ def test_every_variable_has_a_type_and_a_description_and_is_used(
 ) -> None:
     used = "\n".join((INFRA / name).read_text() for name in ("main.tf", "outputs.tf"))
     referenced = set(re.findall(r"\bvar\.([a-z0-9_]+)", used))
+    # A flag may exist only to relax another variable's validation
+    # (public_without_api_keys): used there, it is used.
+    for name, spec in variables.items():
+        for rule in spec.get("validation", []):
+            found = re.findall(r"\bvar\.([a-z0-9_]+)", rule["condition"])
+            referenced |= set(found) - {name}
 
     for name, spec in variables.items():
         assert spec.get("type"), f"variable {name} has no type"
@@ -450,23 +476,124 @@ def test_build_and_function_accounts_must_differ_in_both_paths(
     ],
 )
 def test_concurrency_above_one_needs_a_whole_vcpu_in_both_paths(
-    variables: dict[str, Any], cpu: str, concurrency: int, accepted: bool
+    rules: Variables, cpu: str, concurrency: int, accepted: bool
 ) -> None:
-    (cpu_shape,) = validation_regexes(variables, "cpu")
-    rules = [v["condition"] for v in variables["concurrency"]["validation"]]
-    cross = next(rule for rule in rules if "var.cpu" in rule)
-    shaped = bool(re.search(cpu_shape, cpu))
-    vcpus = (
-        float(cpu.removesuffix("m")) / (1000 if cpu.endswith("m") else 1)
-        if shaped
-        else 0
-    )
+    refused = rules.refusals(project_id="p", cpu=cpu, concurrency=concurrency)
 
     assert script_accepts("--cpu", cpu, "--concurrency", str(concurrency)) == accepted
-    assert (shaped and (concurrency == 1 or vcpus >= 1)) == accepted
-    assert cross.startswith("${var.concurrency == 1 || ")
-    assert 'tonumber(trimsuffix(var.cpu, "m")) / 1000' in cross
-    assert ">= 1" in cross
+    assert (not refused) == accepted
+
+
+# Cloud Run's CPU and memory rules (https://cloud.google.com/run/docs/configuring/
+# services/cpu and .../services/memory-limits): 0.08 to 1 vCPU in steps of
+# 0.001, else 1, 2, 4, 6 or 8; 128Mi to 32Gi; below 0.5 vCPU at most 512Mi,
+# below 1 at most 1Gi; over 4Gi needs 2 vCPUs, over 8Gi 4, over 16Gi 6, over
+# 24Gi 8; 4 vCPUs need 2Gi, 6 and 8 need 4Gi.
+CPU_MEMORY_CASES = [
+    # What a first deploy got wrong: each passed validation before.
+    ("1.5", "1Gi", False),
+    ("1500m", "1Gi", False),
+    ("0", "512Mi", False),
+    ("0.05", "128Mi", False),
+    ("0.5", "2Gi", False),
+    # The edges of each rule, on both sides.
+    ("0.08", "512Mi", True),
+    ("80m", "128Mi", True),
+    ("79m", "128Mi", False),
+    ("0.08", "513Mi", False),
+    ("0.5", "1Gi", True),
+    ("0.499", "513Mi", False),
+    (".583", "1Gi", True),
+    ("0.999", "1025Mi", False),
+    ("1", "4Gi", True),
+    ("1", "4097Mi", False),
+    ("2", "8Gi", True),
+    ("2", "9Gi", False),
+    ("2.0", "4Gi", True),
+    ("3", "2Gi", False),
+    ("4", "2Gi", True),
+    ("4", "1Gi", False),
+    ("4", "17Gi", False),
+    ("6", "4Gi", True),
+    ("6", "2Gi", False),
+    ("8", "32Gi", True),
+    ("8", "33Gi", False),
+    ("16", "32Gi", False),
+    ("1.0001", "1Gi", False),
+    # Memory's own shape and range.
+    ("1", "128Mi", True),
+    ("1", "127Mi", False),
+    ("1", "1024M", True),
+    ("1", "2G", True),
+    ("1", "1000000k", True),
+    ("1", "1GB", False),
+    ("1", "1.5Gi", False),
+    ("1", "1024", False),
+]
+
+
+@pytest.mark.parametrize(("cpu", "memory", "accepted"), CPU_MEMORY_CASES)
+def test_cpu_and_memory_follow_cloud_runs_rules_in_both_paths(
+    rules: Variables, cpu: str, memory: str, accepted: bool
+) -> None:
+    """Refused before anything is created, as Cloud Run would refuse them only
+    when it creates the function, after the buckets, accounts and publish."""
+    args = ("--cpu", cpu, "--memory", memory, "--concurrency", "1")
+    script = subprocess.run(
+        ["bash", str(INFRA / "deploy-gcloud.sh"), "--dry-run", "--project", "p", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    refused = rules.refusals(project_id="p", cpu=cpu, memory=memory, concurrency=1)
+
+    assert script.returncode == (0 if accepted else 2), script.stderr
+    assert (not refused) == accepted, refused
+    # One rule, one message: the script says what Terraform says.
+    said = script.stderr.replace("--cpu must", "cpu must").replace("--memory", "memory")
+    for message in refused:
+        assert message.rstrip(".") in said.replace("\n", " "), (message, said)
+
+
+def test_cpu_and_memory_defaults_are_a_pair_cloud_run_accepts(
+    rules: Variables, variables: dict[str, Any]
+) -> None:
+    assert terraform_accepts(rules)
+    assert script_accepts()
+    assert (variables["cpu"]["default"], variables["memory"]["default"]) == ("1", "1Gi")
+
+
+@pytest.mark.parametrize(
+    ("public", "keys", "flag", "accepted"),
+    [
+        (False, False, False, True),
+        (True, True, False, True),
+        (True, False, True, True),
+        (True, False, False, False),
+        (False, False, True, True),
+    ],
+)
+def test_public_function_needs_api_keys_or_an_explicit_flag_in_both_paths(
+    rules: Variables, public: bool, keys: bool, flag: bool, accepted: bool
+) -> None:
+    """A forgotten API_KEYS would leave the URL open to anyone: public needs
+    keys, or public_without_api_keys / --public-without-api-keys saying so."""
+    secrets = {"API_KEYS": {"secret": "sklearn-api-keys"}} if keys else {}
+    signing = {"MODEL_SIGNING_KEY": {"secret": "sklearn-signing"}}
+    args = ["--skip-train"]
+    args += ["--allow-unauthenticated"] if public else []
+    args += ["--secret", "API_KEYS=sklearn-api-keys"] if keys else []
+    args += ["--public-without-api-keys"] if flag else []
+    given = {
+        "allow_unauthenticated": public,
+        "public_without_api_keys": flag,
+        # A signing key is no API key.
+        "secret_environment_variables": {**secrets, **signing},
+    }
+
+    assert terraform_accepts(rules, **given) == accepted
+    assert script_accepts(*args, "--secret", "MODEL_SIGNING_KEY=s") == accepted
+    assert rules.defaults["public_without_api_keys"] is False
 
 
 def test_cross_variable_validation_requires_terraform_1_9() -> None:
@@ -527,12 +654,239 @@ def test_build_runs_as_its_own_account_with_the_scripts_roles(
         variables["build_service_account_id"]["default"]
         != (variables["service_account_id"]["default"])
     )
+    storage = everything["google_project_iam_member.build_storage"]
+    terraform_roles = {*local["build_roles"], storage["role"]}
     assert grants["for_each"] == "${toset(local.build_roles)}"
-    assert grants["member"] == "${local.build_member}"
-    assert set(local["build_roles"]) == script_roles
-    assert "roles/cloudbuild.builds.builder" in script_roles
-    assert "${google_project_iam_member.build}" in function["depends_on"]
-    assert "iam.googleapis.com" in local["apis"]
+    assert grants["member"] == storage["member"] == "${local.build_member}"
+    # What Google documents for a custom build account: logs, images, and
+    # objectAdmin to fetch the source; not the builder role, which would let
+    # the build write any bucket.
+    assert (
+        terraform_roles
+        == script_roles
+        == {
+            "roles/logging.logWriter",
+            "roles/artifactregistry.writer",
+            "roles/storage.objectAdmin",
+        }
+    )
+    for name in ("build", "build_storage"):
+        assert f"${{google_project_iam_member.{name}}}" in function["depends_on"]
+
+
+MAIN_TF = INFRA / "main.tf"
+
+
+def script_condition(argv: list[str]) -> str:
+    """The CEL expression of a gcloud --condition=expression=...,title=... flag."""
+    (value,) = [a.split("=", 1)[1] for a in argv if a.startswith("--condition=")]
+    expression, _, title = value.removeprefix("expression=").rpartition(",title=")
+    assert title and "," not in title, value
+    return expression
+
+
+@pytest.mark.parametrize(
+    ("given", "args", "bucket"),
+    [
+        ({}, (), "p-sklearn-models"),
+        (
+            {"model_bucket_name": "team-models"},
+            ("--bucket", "team-models"),
+            "team-models",
+        ),
+    ],
+)
+def test_build_account_cannot_write_the_model_bucket_in_both_paths(
+    rules: Variables, given: dict[str, str], args: tuple[str, ...], bucket: str
+) -> None:
+    """roles/storage.objectAdmin (to fetch the source) holds on every bucket but
+    the model bucket: the build can never write or delete LATEST or a version."""
+    terraform = local_value(
+        MAIN_TF, rules, "build_storage_condition", project_id="p", **given
+    )
+    bound = resource_attribute(
+        MAIN_TF,
+        rules,
+        "google_project_iam_member.build_storage",
+        "condition.expression",
+        project_id="p",
+        **given,
+    )
+    (grant,) = [
+        argv
+        for argv in dry_run("--project", "p", *args)
+        if argv[:3] == ["gcloud", "projects", "add-iam-policy-binding"]
+        and "--role=roles/storage.objectAdmin" in argv
+    ]
+    script = script_condition(grant)
+    denied = [
+        f"projects/_/buckets/{bucket}",
+        f"projects/_/buckets/{bucket}/objects/models/default/LATEST",
+        f"projects/_/buckets/{bucket}/objects/models/default/versions/v1/model.pkl",
+        f"projects/_/buckets/{bucket}/objects/other/team/model.pkl",
+    ]
+    allowed = [
+        "projects/_/buckets/gcf-v2-sources-123456789-us-central1/objects/f.zip",
+        "projects/_/buckets/gcf-v2-uploads-123456789-us-central1/objects/f.zip",
+        "projects/_/buckets/p-gcf-source/objects/sklearn-predict/0a1b.zip",
+        f"projects/_/buckets/{bucket}-staging/objects/models/default/LATEST",
+        f"projects/_/buckets/{bucket}x",
+        "projects/p",  # the role's resourcemanager.projects.get
+    ]
+
+    assert terraform == bound == script
+    for name in denied:
+        assert not cel_allows(script, name), name
+    for name in allowed:
+        assert cel_allows(script, name), name
+
+
+@pytest.mark.parametrize(
+    ("prefix", "model"), [("models", "default"), ("team/models", "churn")]
+)
+def test_function_reads_only_its_model_prefix_by_the_same_condition_in_both_paths(
+    rules: Variables, prefix: str, model: str
+) -> None:
+    terraform = resource_attribute(
+        MAIN_TF,
+        rules,
+        "google_storage_bucket_iam_member.model_reader",
+        "condition.expression",
+        project_id="p",
+        model_prefix=prefix,
+        model_name=model,
+    )
+    (grant,) = [
+        argv
+        for argv in dry_run("--project", "p", "--prefix", prefix, "--model", model)
+        if argv[:4] == ["gcloud", "storage", "buckets", "add-iam-policy-binding"]
+    ]
+    script = script_condition(grant)
+    objects = "projects/_/buckets/p-sklearn-models/objects"
+    readable = [f"{objects}/{prefix}/{model}/LATEST"]
+    readable += [f"{objects}/{prefix}/{model}/versions/v1/model.pkl"]
+    unreadable = [
+        f"{objects}/{prefix}/{model}-v2/LATEST",
+        f"{objects}/{prefix}/{model}x/versions/v1/model.pkl",
+        f"{objects}/{prefix}/LATEST",
+        f"{objects}/other/{model}/LATEST",
+        f"projects/_/buckets/p-sklearn-models-x/objects/{prefix}/{model}/LATEST",
+        "projects/_/buckets/p-sklearn-models",
+    ]
+
+    assert terraform == script
+    assert [cel_allows(script, name) for name in readable] == [True, True]
+    assert not [name for name in unreadable if cel_allows(script, name)]
+
+
+# The Google APIs each resource type calls: a type missing here fails the test
+# below until its API is named.
+APIS_CALLED = {
+    "google_storage_bucket": {"storage.googleapis.com"},
+    "google_storage_bucket_object": {"storage.googleapis.com"},
+    "google_storage_bucket_iam_member": {"storage.googleapis.com"},
+    "google_service_account": {"iam.googleapis.com"},
+    # projects.getIamPolicy / setIamPolicy.
+    "google_project_iam_member": {"cloudresourcemanager.googleapis.com"},
+    "google_secret_manager_secret_iam_member": {"secretmanager.googleapis.com"},
+    "google_cloudfunctions2_function": {
+        "cloudfunctions.googleapis.com",
+        "run.googleapis.com",
+        "cloudbuild.googleapis.com",
+        "artifactregistry.googleapis.com",
+    },
+    "google_cloud_run_service_iam_member": {"run.googleapis.com"},
+}
+
+
+def dependency_graph(
+    main_tf: dict[str, Any], local: dict[str, Any]
+) -> dict[str, set[str]]:
+    """Terraform's graph, read from the configuration: each resource's and
+    local's direct dependencies (references in its body, depends_on), with a
+    local standing for what it refers to."""
+    nodes = {
+        **resources(main_tf),
+        **{f"data.{k}": v for k, v in resources(main_tf, "data").items()},
+    }
+    nodes |= {f"local.{name}": value for name, value in local.items()}
+    graph = {}
+    for key, body in nodes.items():
+        text = json.dumps(body)
+        graph[key] = {
+            other
+            for other in nodes
+            if other != key
+            and re.search(rf"(?<![\w.]){re.escape(other)}(?![\w-])", text)
+        }
+    return graph
+
+
+def depends_on(graph: dict[str, set[str]], key: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [key]
+    while todo:
+        for other in graph[todo.pop()] - seen:
+            seen.add(other)
+            todo.append(other)
+    return seen
+
+
+def test_every_resource_that_calls_an_api_waits_for_its_enablement(
+    main_tf: dict[str, Any], local: dict[str, Any], rules: Variables
+) -> None:
+    """On a fresh project the IAM, Resource Manager and Secret Manager APIs are
+    off: a resource created while its API is being enabled fails."""
+    graph = dependency_graph(main_tf, local)
+    everything = resources(main_tf)
+    secrets = {"API_KEYS": {"secret": "k"}}
+    plain = set(local_value(MAIN_TF, rules, "apis", project_id="p"))
+    with_secrets = set(
+        local_value(
+            MAIN_TF, rules, "apis", project_id="p", secret_environment_variables=secrets
+        )
+    )
+
+    assert with_secrets - plain == {"secretmanager.googleapis.com"}
+    assert everything["google_project_service.apis"]["for_each"] == (
+        "${toset(var.enable_apis ? local.apis : [])}"
+    )
+    for key, body in everything.items():
+        kind = key.split(".")[0]
+        if kind == "google_project_service" or not kind.startswith("google_"):
+            continue
+        assert kind in APIS_CALLED, f"{key}: which API does it call?"
+        # Secret Manager resources exist only when secrets are configured.
+        enabled = with_secrets if "secret" in body.get("for_each", "") else plain
+        assert APIS_CALLED[kind] <= enabled, key
+        assert "google_project_service.apis" in depends_on(graph, key), key
+    # The graph is read right: the accounts wait for the APIs directly.
+    assert "google_project_service.apis" in graph["google_service_account.build"]
+    assert (
+        "local.function_member"
+        in graph["google_storage_bucket_iam_member.model_reader"]
+    )
+
+
+def test_script_enables_the_apis_terraform_enables(
+    rules: Variables,
+) -> None:
+    for args, given in [
+        ((), {}),
+        (
+            ("--secret", "API_KEYS=k"),
+            {"secret_environment_variables": {"API_KEYS": {"secret": "k"}}},
+        ),
+    ]:
+        (enable,) = [
+            argv
+            for argv in dry_run("--project", "p", "--skip-train", *args)
+            if argv[:3] == ["gcloud", "services", "enable"]
+        ]
+        terraform = local_value(MAIN_TF, rules, "apis", project_id="p", **given)
+        assert sorted(a for a in enable[3:] if not a.startswith("--")) == sorted(
+            terraform
+        )
 
 
 def test_every_binding_waits_for_new_accounts_to_propagate(
@@ -555,6 +909,7 @@ def test_every_binding_waits_for_new_accounts_to_propagate(
     }
     assert sorted(bindings) == [
         "google_project_iam_member.build",
+        "google_project_iam_member.build_storage",
         "google_secret_manager_secret_iam_member.function",
         "google_storage_bucket_iam_member.model_reader",
     ]
@@ -562,12 +917,18 @@ def test_every_binding_waits_for_new_accounts_to_propagate(
         assert "${time_sleep.accounts_propagate}" in body.get("depends_on", []), key
 
 
-def test_source_archive_has_one_file_mode_so_its_hash_is_stable(
+def test_source_archive_is_source_blocks_alone_so_its_hash_is_the_content(
     main_tf: dict[str, Any],
 ) -> None:
+    """The archive provider writes source blocks with Go's zip.Writer.Create:
+    no timestamp and no mode (output_file_mode applies only to files it reads
+    from disk, so setting it would claim what it does not do); and
+    output_sha256, which names the object, needs archive 2.4 or later."""
     archive = resources(main_tf, "data")["archive_file.source"]
+    providers = load("versions.tf")["terraform"][0]["required_providers"][0]
 
-    assert re.fullmatch(r"0[0-7]{3}", archive["output_file_mode"])
+    assert set(archive) == {"type", "output_path", "dynamic"}
+    assert providers["archive"]["version"] == ">= 2.4, < 3.0"
 
 
 def test_infra_leaves_no_generated_state_in_the_repo() -> None:
