@@ -341,3 +341,38 @@ variable "secret_environment_variables" {
     error_message = "secret_environment_variables keys must be API_KEYS or MODEL_SIGNING_KEY."
   }
 }
+
+# Dashboards and alerts (monitoring.tf).
+variable "notification_channels" {
+  type        = list(string)
+  description = "Notification channels the alert policies notify, as ids: projects/<project>/notificationChannels/<id> (gcloud beta monitoring channels list). Empty: incidents open in the console only."
+  default     = []
+}
+
+variable "alert_error_ratio" {
+  type        = number
+  description = "The server error (5xx) share of requests above which the error ratio policy opens an incident, from 0 to 1."
+  default     = 0.05
+
+  validation {
+    condition     = var.alert_error_ratio > 0 && var.alert_error_ratio < 1
+    error_message = "alert_error_ratio must be between 0 and 1 (0.05 is 5% of requests)."
+  }
+}
+
+variable "alert_latency_p99_ms" {
+  type        = number
+  description = "Prediction latency, in milliseconds, that the 99th percentile must stay under; five minutes above it opens an incident."
+  default     = 1000
+
+  validation {
+    condition     = var.alert_latency_p99_ms > 0
+    error_message = "alert_latency_p99_ms must be a positive number of milliseconds."
+  }
+}
+
+variable "log_metrics_wait" {
+  type        = string
+  description = "How long the alert policies wait after the log-based metrics are created: Cloud Monitoring answers 404 for a new log-based metric for a while."
+  default     = "120s"
+}

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from skserve.errors import Unavailable
+from skserve.errors import Code, Unavailable
 from skserve.loader import LoadedModel, Pointer
-from skserve.logs import log, log_exception
+from skserve.logs import log, log_exception, log_load
 
 
 class ModelHolder:
@@ -74,9 +74,11 @@ class ModelHolder:
         now = self._clock()
         if self._last_error is not None and now < self._retry_at:
             raise self._unavailable(self._last_error, self._retry_at - now)
+        version: str | None = self._pinned
         try:
             pointer = Pointer(self._pinned) if self._pinned else self._pointer()
-            model = self._load(pointer.version)
+            version = pointer.version
+            model = self._load(pointer.version, started=now)
             self._promoted_at = pointer.promoted_at
         except Exception as exc:
             error = exc if isinstance(exc, Unavailable) else None
@@ -87,23 +89,37 @@ class ModelHolder:
             delay = min(self._backoff[0] * 2 ** (self._failures - 1), self._backoff[1])
             self._retry_at = self._clock() + delay
             self._last_error = error
-            log("ERROR", f"model load failed: {error.message}", retry_in_s=delay)
+            # The load's line, reading LATEST included: a store that is down
+            # is a failed load even before any version is known.
+            log_load(
+                "ERROR",
+                f"model load failed: {error.message}",
+                ok=False,
+                seconds=self._clock() - now,
+                model_version=version,
+                code=str(error.code),
+                retry_in_s=delay,
+            )
             raise self._unavailable(error, delay) from None
         self._failures, self._last_error = 0, None
         self._model = model
         return model
 
-    def _load(self, version: str) -> LoadedModel:
-        started = self._clock()
+    def _load(self, version: str, *, started: float) -> LoadedModel:
+        """Fetch `version` and log the load that began at `started` (a failure
+        is logged by the caller, which knows what it means for serving)."""
         model = self._fetch(version)
         self.loads += 1
         self._next_check = self._clock() + self._refresh
-        log(
+        log_load(
             "INFO",
             f"loaded model version {model.version} on {model.runtime.name}",
+            ok=True,
+            seconds=self._clock() - started,
             model_version=model.version,
+            model=model.manifest.data.get("name"),
             runtime=model.runtime.name,
-            load_ms=round((self._clock() - started) * 1000, 1),
+            bytes_read=model.bytes_read,
         )
         return model
 
@@ -111,8 +127,10 @@ class ModelHolder:
         # Only the request that wins this lock checks; the others keep serving.
         if not self._refresh_lock.acquire(blocking=False):
             return model
+        loading: str | None = None  # the version being loaded, once known
+        started = self._clock()
         try:
-            self._next_check = self._clock() + self._refresh
+            self._next_check = started + self._refresh
             pointer = self._pointer()
             if self._older(pointer):
                 log(
@@ -123,17 +141,26 @@ class ModelHolder:
                     model_version=model.version,
                 )
             elif pointer.version != model.version:
-                self._model = model = self._load(pointer.version)
+                loading = pointer.version
+                self._model = model = self._load(pointer.version, started=started)
                 self._promoted_at = pointer.promoted_at
             elif pointer.promoted_at is not None:
                 self._promoted_at = pointer.promoted_at
         except Exception as exc:
             message = exc.message if isinstance(exc, Unavailable) else repr(exc)
-            log(
-                "WARNING",
-                f"model refresh failed, still serving {model.version}: {message}",
-                model_version=model.version,
-            )
+            text = f"model refresh failed, still serving {model.version}: {message}"
+            if loading is None:  # LATEST could not be read: no load was tried
+                log("WARNING", text, model_version=model.version)
+            else:
+                log_load(
+                    "WARNING",
+                    text,
+                    ok=False,
+                    seconds=self._clock() - started,
+                    model_version=loading,
+                    code=str(getattr(exc, "code", Code.INTERNAL_ERROR)),
+                    serving=model.version,
+                )
         finally:
             self._refresh_lock.release()
         return model

@@ -43,6 +43,9 @@ class LoadedModel:
 
     manifest: Manifest
     runtime: Runtime
+    # What the load read from the store (manifest and artifacts, a twin that
+    # could not be used included): the load's log line reports it.
+    bytes_read: int = 0
 
     @property
     def version(self) -> str:
@@ -221,9 +224,9 @@ def fetch_model(
     `name` (the last segment of MODEL_URI) must match the manifest's, so a signed
     version of one model cannot be copied in to serve as another.
     """
-    manifest = Manifest.from_bytes(
-        store.read(version_key(version, MANIFEST), max_bytes=MAX_MANIFEST_BYTES)
-    )
+    raw = store.read(version_key(version, MANIFEST), max_bytes=MAX_MANIFEST_BYTES)
+    read = [len(raw)]  # bytes of every object read, for the load's log line
+    manifest = Manifest.from_bytes(raw)
     if signing_keys:
         signed_by = verify(manifest, signing_keys)  # before any artifact is fetched
         log("INFO", f"manifest of {version} signed by key {signed_by}")
@@ -239,7 +242,7 @@ def fetch_model(
     options = options or LoadOptions()
     chosen = choose_runtime(manifest, runtime)
     try:
-        return _build(store, manifest, chosen, max_model_bytes, options)
+        return _build(store, manifest, chosen, max_model_bytes, options, read)
     except (IncompatibleModel, IntegrityError, ObjectNotFound) as error:
         if runtime != "auto" or chosen.name == manifest.runtime:
             raise
@@ -247,7 +250,7 @@ def fetch_model(
         # damaged twin is still worth an operator's look.
         log("ERROR", f"twin of {version} unusable, serving its pickle: {error}")
     primary = runtime_class(manifest.runtime)
-    return _build(store, manifest, primary, max_model_bytes, options)
+    return _build(store, manifest, primary, max_model_bytes, options, read)
 
 
 def _build(
@@ -256,10 +259,12 @@ def _build(
     chosen: type[Runtime],
     max_model_bytes: int | None,
     options: LoadOptions,
+    read: list[int],
 ) -> LoadedModel:
-    """Read and verify the runtime's file, then build the runtime from it."""
+    """Read and verify the runtime's file, then build the runtime from it;
+    `read` gets the bytes read."""
     artifact = read_artifact(store, manifest, chosen.artifact, max_model_bytes)
+    read.append(len(artifact))
     manifest.verify(chosen.artifact, artifact)  # before anything is deserialised
-    return LoadedModel(
-        manifest, chosen.load(manifest, {chosen.artifact: artifact}, options)
-    )
+    runtime = chosen.load(manifest, {chosen.artifact: artifact}, options)
+    return LoadedModel(manifest, runtime, bytes_read=sum(read))

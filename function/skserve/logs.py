@@ -1,4 +1,6 @@
-"""Structured logs: one JSON object per line on stdout, as Cloud Logging expects."""
+"""Structured logs: one JSON object per line on stdout, as Cloud Logging expects;
+request and load lines carry the fields the platforms' metrics are derived from
+(skserve.metrics documents them), and on AWS Lambda an embedded metric document."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ import threading
 import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+from skserve.metrics import FAILED, LOAD, OK, REQUEST, embed_load, embed_request
 
 if TYPE_CHECKING:
     import flask
@@ -27,10 +31,22 @@ def clip(text: str, limit: int) -> str:
 
 def log(severity: str, message: str, **fields: Any) -> None:
     """Write one log entry. `severity` is a Cloud Logging severity (INFO, ERROR...)."""
-    entry = {"severity": severity, "message": message, **fields}
-    line = json.dumps(entry, default=str, separators=(",", ":")) + "\n"
+    _emit({"severity": severity, "message": message, **fields})
+
+
+def _emit(entry: dict[str, Any], member: str = "") -> None:
+    """Write `entry`, and `member` (JSON text of one more member) inside it."""
+    line = json.dumps(entry, default=str, separators=(",", ":"))
+    if member:
+        line = f"{line[:-1]},{member}}}"
     with _lock:
-        _write(line)
+        _write(line + "\n")
+
+
+def lambda_function() -> str:
+    """The Lambda function's name when running on AWS Lambda (which sets
+    AWS_LAMBDA_FUNCTION_NAME), else "": metrics are embedded only there."""
+    return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
 
 
 def _write(line: str) -> None:
@@ -62,15 +78,23 @@ def log_request(
     latency: float,
     cold_start: bool,
     project: str,
+    protocol: str | None = None,
+    model: str | None = None,
+    code: str | None = None,
+    model_seconds: float | None = None,
     **fields: Any,
 ) -> None:
-    """One Cloud Logging structured entry for a request, with its trace."""
+    """One Cloud Logging structured entry for a request, with its trace.
+
+    `latency` and `model_seconds` (the runtime's predict alone, None when the
+    model was not asked) are in seconds; `code` is "ok" or the error code.
+    """
     status = response.status_code
     severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
-    log(
-        severity,
-        f"{clip(request.method, 20)} {clip(request.path, 200)} {status}",
-        httpRequest={
+    entry = {
+        "severity": severity,
+        "message": f"{clip(request.method, 20)} {clip(request.path, 200)} {status}",
+        "httpRequest": {
             "requestMethod": clip(request.method, 20),
             "requestUrl": clip(_url(request.environ), 1000),
             "status": status,
@@ -81,12 +105,50 @@ def log_request(
             "remoteIp": request.remote_addr or "",
             "protocol": request.environ.get("SERVER_PROTOCOL", ""),
         },
-        model_version=response.headers.get("X-Model-Version", "none"),
-        rows=request.environ.get("skserve.rows", 0),
-        cold_start=cold_start,
+        "event": REQUEST,
+        "protocol": protocol,
+        "code": code or (OK if status < 400 else "error"),
+        "latency_ms": round(latency * 1000, 3),
+        "model": model,
+        "model_version": response.headers.get("X-Model-Version", "none"),
+        "rows": request.environ.get("skserve.rows", 0),
+        "cold_start": cold_start,
         **fields,
         **trace_fields(request.headers, project),
-    )
+    }
+    if model_seconds is not None:
+        entry["model_ms"] = round(model_seconds * 1000, 3)
+    function = lambda_function()
+    member = ""
+    if function:
+        member = embed_request(entry, function, status=status, cold=cold_start)
+    _emit(entry, member)
+
+
+def log_load(
+    severity: str,
+    message: str,
+    *,
+    ok: bool,
+    seconds: float,
+    model_version: str | None,
+    **fields: Any,
+) -> None:
+    """One entry for an attempt to load a model version: its outcome and how
+    long it took, plus `fields` (runtime and bytes_read when it loaded, the
+    error's code when it failed)."""
+    entry = {
+        "severity": severity,
+        "message": message,
+        "event": LOAD,
+        "outcome": OK if ok else FAILED,
+        "model_version": model_version,
+        "load_ms": round(seconds * 1000, 1),
+        **fields,
+    }
+    function = lambda_function()
+    member = embed_load(entry, function, ok=ok) if function else ""
+    _emit(entry, member)
 
 
 def _url(environ: Mapping[str, Any]) -> str:

@@ -13,12 +13,14 @@ from werkzeug.routing import Map, MapAdapter, RoutingException, Rule
 
 from skserve.auth import check_api_key
 from skserve.cors import add_cors_headers, cross_site_refusal, preflight
-from skserve.errors import Forbidden, MethodNotAllowed, NotFound, ServingError
+from skserve.errors import Code, Forbidden, MethodNotAllowed, NotFound, ServingError
 from skserve.holder import ModelHolder
 from skserve.http import discard_unread_body, request_id, stamp
 from skserve.loader import LoadedModel, fetch_model, read_pointer
 from skserve.logs import clip, log_exception, log_request
+from skserve.metrics import OK
 from skserve.protocols import Endpoint, Protocol, load_protocols, owner_of
+from skserve.protocols.base import MODEL_SECONDS
 from skserve.runtimes import LoadOptions
 from skserve.settings import Settings
 from skserve.storage import open_store
@@ -82,11 +84,14 @@ class Service:
         adapter = self.url_map.bind("localhost", "/")
         rule, arguments = _match(adapter, path, request.method)
         owner = rule.endpoint.__self__ if rule else self._owner(path)
+        code: str = OK
         try:
             response = self.dispatch(request, adapter, path, rule, arguments)
         except ServingError as error:
+            code = error.code
             response = owner.error_response(error)
         except Exception as exc:
+            code = Code.INTERNAL_ERROR
             log_exception("unhandled error", exc, request_id=rid)
             response = owner.error_response(
                 ServingError(
@@ -108,6 +113,10 @@ class Service:
             latency=time.perf_counter() - started,
             cold_start=cold,
             project=self.settings.project,
+            protocol=owner.name,
+            model=self.settings.model_uri.name,
+            code=code,
+            model_seconds=request.environ.get(MODEL_SECONDS),
             request_id=rid,
             runtime=answered.runtime.name if answered else None,
         )

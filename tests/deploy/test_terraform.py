@@ -36,7 +36,7 @@ from tests.support import (
 
 INFRA = REPO / "infra"
 FUNCTION = REPO / "function"
-LAYOUT = ("versions.tf", "variables.tf", "main.tf", "outputs.tf")
+LAYOUT = ("versions.tf", "variables.tf", "main.tf", "outputs.tf", "monitoring.tf")
 
 
 def _unquote(text: str) -> str:
@@ -126,6 +126,8 @@ def test_layout_follows_terraform_google_modules() -> None:
     assert set(docs["outputs.tf"]) == {"output"}
     assert {"resource", "locals", "data"} <= set(docs["main.tf"])
     assert not {"variable", "output", "terraform"} & set(docs["main.tf"])
+    # Dashboards and alerts: their own variables beside what they build.
+    assert set(docs["monitoring.tf"]) == {"locals", "resource"}
 
 
 def test_providers_and_terraform_are_pinned_to_bounded_ranges() -> None:
@@ -142,7 +144,10 @@ def test_providers_and_terraform_are_pinned_to_bounded_ranges() -> None:
 def test_every_variable_has_a_type_and_a_description_and_is_used(
     variables: dict[str, Any],
 ) -> None:
-    used = "\n".join((INFRA / name).read_text() for name in ("main.tf", "outputs.tf"))
+    used = "\n".join(
+        (INFRA / name).read_text()
+        for name in ("main.tf", "outputs.tf", "monitoring.tf")
+    )
     referenced = set(re.findall(r"\bvar\.([a-z0-9_]+)", used))
     # A flag may exist only to relax another variable's validation
     # (public_without_api_keys): used there, it is used.

@@ -1,4 +1,5 @@
-"""skserve.logs: one JSON object per line, with the trace, and nothing unbounded."""
+"""skserve.logs: one JSON object per line, with the trace, and nothing unbounded;
+request and load lines carry the fields the platforms' metrics read."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from skserve.logs import (
     SPAN,
     TRACE,
     clip,
+    lambda_function,
     log,
     log_exception,
+    log_load,
     log_request,
     trace_fields,
 )
@@ -102,3 +105,84 @@ def test_log_request_severity_follows_the_status(
     assert entry["httpRequest"]["latency"] == "0.250000s"
     assert len(entry["message"]) < 250  # the path is clipped
     assert len(entry["httpRequest"]["requestUrl"]) <= 1000
+
+
+# --- The fields metrics are derived from (skserve.metrics documents them) --------
+
+
+def _request(status: int = 200, **kwargs: object) -> None:
+    request = flask.Request.from_values("/predict", method="POST")
+    log_request(
+        request,
+        flask.Response(status=status),
+        latency=0.0125,
+        cold_start=bool(kwargs.pop("cold_start", False)),
+        project="",
+        protocol="v1",
+        model="houses",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def _entries(capsys: pytest.CaptureFixture[str]) -> list[dict]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_request_line_carries_the_fields_metrics_are_derived_from(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _request(code="ok", model_seconds=0.0042, cold_start=True)
+
+    (entry,) = _entries(capsys)
+    assert entry["event"] == "request"
+    assert entry["protocol"] == "v1" and entry["model"] == "houses"
+    assert entry["code"] == "ok" and entry["httpRequest"]["status"] == 200
+    assert entry["latency_ms"] == 12.5 and entry["model_ms"] == 4.2
+    assert entry["cold_start"] is True
+    assert "_aws" not in entry  # not on Lambda: nothing embedded
+
+
+@pytest.mark.parametrize(("status", "code"), [(200, "ok"), (404, "error")])
+def test_request_line_code_follows_the_status_when_none_is_given(
+    status: int, code: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _request(status)
+
+    (entry,) = _entries(capsys)
+    assert entry["code"] == code
+    assert "model_ms" not in entry  # the model was not asked
+
+
+def test_request_line_on_lambda_keeps_every_cloud_logging_field(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    _request(code="ok", model_seconds=0.001, request_id="r1", runtime="onnx")
+
+    (entry,) = _entries(capsys)
+    assert {"severity", "message", "httpRequest", "request_id", "runtime"} <= set(entry)
+    assert entry["model_version"] == "none" and entry["rows"] == 0
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_load_line_carries_outcome_version_duration_and_its_fields(
+    ok: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fields = {"runtime": "onnx", "bytes_read": 5120} if ok else {"code": "x"}
+    log_load("INFO", "loaded", ok=ok, seconds=0.0123, model_version="v1", **fields)
+
+    (entry,) = _entries(capsys)
+    assert entry["event"] == "load"
+    assert entry["outcome"] == ("ok" if ok else "failed")
+    assert entry["model_version"] == "v1" and entry["load_ms"] == 12.3
+    assert {k: entry[k] for k in fields} == fields
+    assert "_aws" not in entry
+
+
+def test_lambda_function_is_read_from_the_environment_lambda_sets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("AWS_LAMBDA_FUNCTION_NAME", raising=False)
+    assert lambda_function() == ""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "sklearn-serverless-dev-predict")
+    assert lambda_function() == "sklearn-serverless-dev-predict"

@@ -7,6 +7,7 @@ the model and hands the runtime a float64 matrix.
 
 from __future__ import annotations
 
+import time
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -19,7 +20,32 @@ from skserve.errors import ServingError
 from skserve.loader import LoadedModel
 from skserve.settings import Settings
 
+if typing.TYPE_CHECKING:
+    from skserve.rows import Table
+    from skserve.runtimes import Prediction
+
 Endpoint = Callable[..., flask.Response]
+
+# request.environ key: seconds the runtime's predict took (the request's log
+# line reports it as model_ms, the model's share of the latency).
+MODEL_SECONDS = "skserve.model_seconds"
+
+
+def timed_predict(
+    request: flask.Request,
+    model: LoadedModel,
+    table: Table,
+    *,
+    probabilities: bool = False,
+    scores: bool = False,
+) -> Prediction:
+    """`model.runtime.predict`, timed for the request's log line (whether it
+    answers or raises: a model that fails slowly is still the model's time)."""
+    started = time.perf_counter()
+    try:
+        return model.runtime.predict(table, probabilities=probabilities, scores=scores)
+    finally:
+        request.environ[MODEL_SECONDS] = time.perf_counter() - started
 
 
 class Context(typing.Protocol):
