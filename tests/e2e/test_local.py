@@ -54,8 +54,10 @@ def test_probabilities_equal_predict_proba(
     rows = np.random.default_rng(8).normal(size=(20, 10))
     model: Any = published_model(model_dir)
 
-    body = server.post({"instances": rows.tolist(), "probabilities": True}).json()
+    response = server.post({"instances": rows.tolist(), "probabilities": True})
 
+    assert response.status_code == 200, response.text
+    body = response.json()
     assert body["classes"] == model.classes_.tolist()
     assert np.array_equal(np.array(body["probabilities"]), model.predict_proba(rows))
 
@@ -83,6 +85,7 @@ def test_32_threads_on_a_cold_instance_all_succeed_with_one_load(
 def test_health_answers_without_loading(server: FunctionServer) -> None:
     response = requests.get(server.url + "/health", timeout=10)
 
+    assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert server.load_count() == 0
 
@@ -110,7 +113,28 @@ def test_malformed_json_is_a_400_without_a_stack_trace(server: FunctionServer) -
     assert "Traceback" not in response.text
 
 
-def test_responses_are_strict_json(server: FunctionServer) -> None:
-    response = server.post({"features": SEED_FEATURES, "probabilities": True})
+def _strict(text: str) -> Any:
+    """`text` parsed as strict JSON: NaN, Infinity and -Infinity fail."""
 
-    json.loads(response.text, parse_constant=lambda c: pytest.fail(c))
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_responses_are_strict_json(server: FunctionServer, model_dir: Path) -> None:
+    """An answer and an error, each with the status it must have: a 503 or any
+    other answer parsing cleanly proves nothing."""
+    model: Any = published_model(model_dir)
+
+    answer = server.post({"features": SEED_FEATURES, "probabilities": True})
+    refused = server.post({"features": [*SEED_FEATURES[:9], "Infinity"]})
+
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Content-Type"].startswith("application/json")
+    body = _strict(answer.text)
+    assert body["prediction"] == model.predict([SEED_FEATURES])[0]
+    assert np.allclose(body["probabilities"], model.predict_proba([SEED_FEATURES])[0])
+    assert refused.status_code == 400, refused.text
+    assert refused.headers["Content-Type"].startswith("application/json")
+    assert _strict(refused.text)["error"]["code"] == "invalid_value"

@@ -19,6 +19,7 @@ from tests.support import (
     call,
     latest_version,
     publish_signed,
+    published_model,
 )
 
 KEY = "k" * 32
@@ -40,7 +41,8 @@ def test_signed_model_is_served_when_the_key_matches(tmp_path: Path) -> None:
     response = call(json=SEED)
 
     manifest = json.loads((_folder(tmp_path, version) / MANIFEST).read_text())
-    assert response.status_code == 200
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.headers["X-Model-Version"] == version
     assert manifest["signature"]["alg"] == "HMAC-SHA256"
     assert manifest["signature"]["key_id"] == key_id(KEY)
 
@@ -63,13 +65,19 @@ def test_unsigned_manifest_is_refused_before_the_pickle_is_fetched(
 
 
 def test_manifest_signed_with_another_key_is_refused(tmp_path: Path) -> None:
-    publish_signed(tmp_path, "x" * 32)
+    """Its LATEST, signed with the same other key, is refused first."""
+    version = publish_signed(tmp_path, "x" * 32)
     os.environ.update(MODEL_URI=str(tmp_path / "m"), MODEL_SIGNING_KEY=KEY)
 
     response = call(json=SEED)
 
     assert response.status_code == 503
-    assert "matches none" in response.get_json()["error"]["message"]
+    assert response.headers["Retry-After"].isdigit()
+    assert response.get_json()["error"] == {
+        "code": "signature_invalid",
+        "message": f"LATEST (pointing at {version}) has a signature that matches "
+        "none of the 1 configured MODEL_SIGNING_KEY key(s); refusing to load it",
+    }
 
 
 def test_evil_pickle_with_a_forged_checksum_is_never_unpickled(tmp_path: Path) -> None:
@@ -99,7 +107,7 @@ def test_key_rotation_accepts_old_and_new_signatures(tmp_path: Path) -> None:
     )
 
     latest = call(json=SEED)
-    import main
+    import main  # a new instance, started with the version pinned
 
     main._service = None
     os.environ["MODEL_URI"] = str(tmp_path / "m" / "versions" / old)
@@ -119,7 +127,14 @@ def test_signature_covers_every_field(tmp_path: Path) -> None:
     path.write_text(json.dumps(data))
     os.environ.update(MODEL_URI=str(tmp_path / "m"), MODEL_SIGNING_KEY=KEY)
 
-    assert call(json=SEED).status_code == 503
+    response = call(json=SEED)
+
+    assert response.status_code == 503
+    assert response.get_json()["error"] == {
+        "code": "signature_invalid",
+        "message": f"manifest of {version} has a signature that matches none of "
+        "the 1 configured MODEL_SIGNING_KEY key(s); refusing to load it",
+    }
 
 
 def test_a_signed_version_of_another_model_is_refused(
@@ -152,6 +167,8 @@ def test_a_signed_version_of_another_model_is_refused(
     pointer_message = copied_pointer.get_json()["error"]["message"]
     message = copied_version.get_json()["error"]["message"]
     assert copied_pointer.status_code == copied_version.status_code == 503
+    assert copied_pointer.get_json()["error"]["code"] == "signature_invalid"
+    assert copied_version.get_json()["error"]["code"] == "integrity_error"
     assert "LATEST was signed for another model, not 'fraud'" in pointer_message
     assert "was published for another model, not 'fraud'" in message
     assert "'m'" not in message + pointer_message  # the store's text: logs only
@@ -207,15 +224,29 @@ def test_predict_without_a_valid_key_is_401(keyed: Path, headers: dict) -> None:
     ],
 )
 def test_predict_with_a_valid_key_is_served(keyed: Path, headers: dict) -> None:
-    assert call(json=SEED, headers=headers).status_code == 200
+    response = call(json=SEED, headers=headers)
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert (
+        response.get_json()["prediction"]
+        == published_model(keyed).predict([SEED_FEATURES])[0]
+    )
+    assert response.headers["X-Model-Version"] == latest_version(keyed)
 
 
 def test_unknown_paths_need_a_key_too(keyed: Path) -> None:
-    assert call("GET", "/nope").status_code == 401
+    """A 401, not the 404 that would tell a caller without a key what exists."""
+    response = call("GET", "/nope")
+
+    assert response.status_code == 401
+    assert response.get_json()["error"]["code"] == "unauthorized"
 
 
 def test_health_and_preflight_need_no_key(keyed: Path) -> None:
-    assert call("GET", "/health").status_code == 200
+    health = call("GET", "/health")
+
+    assert health.status_code == 200
+    assert health.get_json() == {"status": "ok"}
     assert call("OPTIONS", "/predict").status_code == 204
 
 
@@ -225,6 +256,9 @@ def test_health_and_preflight_need_no_key(keyed: Path) -> None:
 def test_no_cors_headers_when_cors_is_off(served: Path) -> None:
     response = call(json=SEED, headers={"Origin": "https://app.example"})
 
+    # A browser on a site not allowed (none is) is refused before any work.
+    assert response.status_code == 403, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "origin_not_allowed"
     assert "Access-Control-Allow-Origin" not in response.headers
 
 
@@ -263,6 +297,9 @@ def test_allowed_origin_is_echoed_on_answers_and_errors(served: Path) -> None:
     ok = call(json=SEED, headers=origin)
     bad = call(json={"features": [1]}, headers=origin)
 
+    assert ok.status_code == 200, ok.get_data(as_text=True)
+    assert bad.status_code == 400
+    assert bad.get_json()["error"]["code"] == "wrong_feature_count"
     for response in (ok, bad):
         assert response.headers["Access-Control-Allow-Origin"] == "https://app.example"
         assert "X-Model-Version" in response.headers["Access-Control-Expose-Headers"]
@@ -274,6 +311,7 @@ def test_wildcard_allows_any_origin(served: Path) -> None:
 
     response = call(json=SEED, headers={"Origin": "https://anyone.example"})
 
+    assert response.status_code == 200, response.get_data(as_text=True)
     assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 

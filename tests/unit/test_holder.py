@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -102,6 +101,7 @@ class _Versions:
         self.latest = "v1"
         self.latest_reads = 0
         self.fail = False
+        self.fetching = threading.Event()  # set once a fetch has begun
         self.gate = threading.Event()
         self.gate.set()
 
@@ -112,7 +112,8 @@ class _Versions:
         return self.latest
 
     def fetch(self, version: str) -> LoadedModel:
-        self.gate.wait(10)
+        self.fetching.set()
+        assert self.gate.wait(60), "the test never released the download"
         if self.fail:
             raise StoreError("store down")
         manifest = Manifest({**self.model.manifest.data, "version": version})
@@ -192,14 +193,19 @@ def test_only_the_triggering_request_waits_for_a_new_version(
     holder.get()
     versions.latest = "v2"
     versions.gate.clear()  # the new version's download hangs until released
+    versions.fetching.clear()
     clock.now = 5
     trigger = threading.Thread(target=holder.get)
     trigger.start()
-    time.sleep(0.1)
+    # The trigger is inside the download (so it holds the refresh) before the
+    # others ask, however slowly its thread was scheduled.
+    assert versions.fetching.wait(60), "the refresh never started downloading"
 
     others = [holder.get().version for _ in range(20)]  # must not block
     versions.gate.set()
-    trigger.join(5)
+    trigger.join(60)
 
+    assert not trigger.is_alive()
     assert others == ["v1"] * 20
+    assert versions.latest_reads == 2  # the others did not read LATEST again
     assert holder.get().version == "v2"

@@ -7,8 +7,6 @@ proxy between the client and a real HTTP server.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from skserve.errors import (
@@ -202,17 +200,15 @@ def test_read_of_a_missing_key_with_max_bytes_is_object_not_found(
 def test_bounded_read_of_a_large_object_does_not_download_its_body(
     proxied: tuple[Store, CountingProxy],
 ) -> None:
-    """50 MiB against a 1000-byte limit: refused from the headers, in well under a
-    second, with almost nothing on the wire; then the same object read whole
-    through the same proxy, which proves the proxy sees every download."""
+    """50 MiB against a 1000-byte limit: refused from the headers, with almost
+    nothing on the wire (bytes counted, not seconds); then the same object read
+    whole through the same proxy, which proves the proxy sees every download."""
     store, proxy = proxied
     size = 50 * MiB
     store.write("big/model.pkl", bytes(size))
 
-    started = time.monotonic()
     with pytest.raises(ObjectTooLarge) as exc_info:
         store.read("big/model.pkl", max_bytes=1000)
-    refused_in = time.monotonic() - started
     whole = store.read("big/model.pkl")
     proxy.stop()  # waits for every connection, so the count is final
 
@@ -220,4 +216,3 @@ def test_bounded_read_of_a_large_object_does_not_download_its_body(
     assert len(whole) == size
     refused_bytes = proxy.downloaded - size  # the whole read's body is `size`
     assert refused_bytes < 1 * MiB, f"the refused read downloaded {refused_bytes}"
-    assert refused_in < 5.0

@@ -106,11 +106,25 @@ def test_local_write_leaves_no_temporary_file_after_a_refused_write(
     assert store.list("iris") == ["iris/LATEST"]
 
 
+def _waiting_for_flock(pid: int, lock: int) -> bool:
+    """Whether process `pid` is blocked waiting for an flock on the open file
+    `lock`: the kernel lists each waiter in /proc/locks as `N: -> FLOCK ...
+    PID MAJOR:MINOR:INODE ...` under the lock it waits for."""
+    inode = str(os.fstat(lock).st_ino)
+    waiters = [
+        fields
+        for fields in map(str.split, Path("/proc/locks").read_text().splitlines())
+        if fields[1:3] == ["->", "FLOCK"]
+    ]
+    return any(f[5] == str(pid) and f[6].rsplit(":", 1)[1] == inode for f in waiters)
+
+
 def test_local_conditional_write_waits_for_a_writer_in_another_process(
     tmp_path: Path,
 ) -> None:
     """Two CLI publishers are two processes: the check-and-replace must be locked
-    across them, not only across threads."""
+    across them, not only across threads. The other process is seen blocked on
+    our lock by the kernel, however slowly it starts, before we let it go."""
     store = LocalStore(tmp_path)
     store.write("m/LATEST", b"v1\n")
     _, token = store.read_token("m/LATEST")
@@ -125,12 +139,18 @@ def test_local_conditional_write_waits_for_a_writer_in_another_process(
             env={**os.environ, "PYTHONPATH": "function"},
             cwd=REPO,
         )
-        time.sleep(1.0)
-        blocked = writer.poll() is None
+        deadline = time.monotonic() + 120
+        while writer.poll() is None and time.monotonic() < deadline:
+            if _waiting_for_flock(writer.pid, lock.fileno()):
+                break
+            time.sleep(0.01)
+        waited = writer.poll() is None and _waiting_for_flock(writer.pid, lock.fileno())
+        unchanged = store.read("m/LATEST") == b"v1\n"
         fcntl.flock(lock, fcntl.LOCK_UN)
-    writer.wait(timeout=30)
+    writer.wait(timeout=60)
 
-    assert blocked, "the other process wrote while we held the lock"
+    assert waited, "the other process never waited for the lock we held"
+    assert unchanged, "the other process wrote while we held the lock"
     assert writer.returncode == 0
     assert store.read("m/LATEST") == b"v2\n"
 
@@ -282,7 +302,7 @@ def test_local_refuses_a_fifo_without_blocking(root: Path, method: str) -> None:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    reader.join(timeout=5)
+    reader.join(timeout=60)  # returns as soon as the read does: at once when it works
     blocked = reader.is_alive()
     if blocked:  # open a writer so the stuck reader can finish
         with open(fifo, "wb"):

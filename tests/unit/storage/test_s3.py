@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import time
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -120,19 +120,27 @@ def test_s3_bounded_read_without_a_content_length_stops_past_the_limit(
 
 
 def test_s3_client_is_made_once_when_first_reads_race(s3_bucket: str) -> None:
-    """Every request thread shares the one client the first of them made."""
+    """Every request thread shares the one client the first of them made: the
+    first make waits until all eight threads have asked for the client."""
     open_store(f"s3://{s3_bucket}/models").write("iris/LATEST", b"v1\n")
     store = open_store(f"s3://{s3_bucket}/models")
     assert isinstance(store, S3Store)
-    make = store._make_client
+    make, client = store._make_client, store._client
     made: list[object] = []
+    asked = threading.Semaphore(0)
 
-    def slow_make() -> object:
-        time.sleep(0.2)  # long enough for every thread to arrive meanwhile
+    def asking() -> object:
+        asked.release()
+        return client()
+
+    def make_once_all_asked() -> object:
+        for _ in range(8):
+            assert asked.acquire(timeout=60), "not every thread asked for the client"
         made.append(make())
         return made[-1]
 
-    store._make_client = slow_make  # type: ignore[method-assign]
+    store._client = asking  # type: ignore[method-assign]
+    store._make_client = make_once_all_asked  # type: ignore[method-assign]
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda _: store.read("iris/LATEST"), range(8)))

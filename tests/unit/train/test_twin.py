@@ -86,15 +86,10 @@ def test_seed_forest_facts_record_the_parity_evidence(seed: Any) -> None:
     assert parity["rows_checked"] == sum(counts.values())
 
 
-def test_seed_forest_twin_takes_float64_and_builds_in_seconds() -> None:
-    import time
-
-    X, _ = make_classification(**SEED_DATA)
-    model, _ = fit_seed()
-    started = time.perf_counter()
-    built = twin.build_twin(model, X)
-    assert time.perf_counter() - started < 30
-    assert isinstance(built, twin.Twin)
+def test_seed_forest_twin_takes_float64(seed: Any) -> None:
+    """The input the function feeds: float64, named X. (How long the build
+    takes is a machine's figure, not asserted.)"""
+    _, _, built = seed
     graph = onnx.load_from_string(built.data).graph
     (declared,) = graph.input
     assert declared.name == "X"
@@ -112,8 +107,10 @@ def test_scaler_logistic_regression_pipeline_gets_a_twin() -> None:
     assert np.abs(probabilities - model.predict_proba(rows)).max() <= 1e-6
 
 
-# Every (--model kind, task) the trainer offers, listed, not discovered: a kind
-# added without a decision here fails test_every_trainer_model_kind_is_covered.
+# Every (--model kind, task) pair, each decided here: offered with a twin that
+# must pass, or not offered at all. Nothing is discovered or skipped, so a kind
+# added to the trainer fails test_every_trainer_model_kind_is_covered until it
+# is listed in one of the two.
 TWIN_CASES = [
     ("random-forest", "classification"),
     ("random-forest", "regression"),
@@ -123,6 +120,10 @@ TWIN_CASES = [
     ("hist-gradient-boosting", "regression"),
     ("logistic-regression", "classification"),
     ("linear-regression", "regression"),
+]
+NOT_OFFERED = [
+    ("logistic-regression", "regression"),
+    ("linear-regression", "classification"),
 ]
 
 
@@ -157,15 +158,15 @@ def test_every_trainer_model_kind_gets_a_twin_that_passes(kind: str, task: str) 
 
 
 def test_every_trainer_model_kind_is_covered() -> None:
-    offered = set()
-    for kind in MODEL_KINDS:
-        for task in ("classification", "regression"):
-            try:
-                make_model(kind, task, 42)
-            except ConfigError:  # this kind does not fit this task
-                continue
-            offered.add((kind, task))
-    assert offered == set(TWIN_CASES)
+    pairs = [(k, t) for k in MODEL_KINDS for t in ("classification", "regression")]
+
+    assert sorted(TWIN_CASES + NOT_OFFERED) == sorted(pairs)
+    assert len(set(TWIN_CASES + NOT_OFFERED)) == len(pairs)  # each decided once
+    for kind, task in TWIN_CASES:
+        assert make_model(kind, task, 42) is not None
+    for kind, task in NOT_OFFERED:
+        with pytest.raises(ConfigError, match=f"--model {kind} does not fit a {task}"):
+            make_model(kind, task, 42)
 
 
 def test_string_class_labels_come_back_as_strings() -> None:
