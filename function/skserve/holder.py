@@ -86,7 +86,10 @@ class ModelHolder:
                 log_exception("unexpected error while loading the model", exc)
                 error = Unavailable("the model could not be loaded; see the logs")
             self._failures += 1
-            delay = min(self._backoff[0] * 2 ** (self._failures - 1), self._backoff[1])
+            # Doubling stops at the cap: the exponent too, or a store down for
+            # hours would make 2 ** failures a float overflow.
+            doublings = min(self._failures - 1, 64)
+            delay = min(self._backoff[0] * 2**doublings, self._backoff[1])
             self._retry_at = self._clock() + delay
             self._last_error = error
             # The load's line, reading LATEST included: a store that is down

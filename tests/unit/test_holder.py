@@ -80,6 +80,23 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert waits == [1, 2, 4, 4]
 
 
+def test_backoff_stays_capped_after_thousands_of_failures() -> None:
+    """A store down for hours: the 1,025th failure still waits the cap (it
+    once overflowed a float and answered 500 with no backoff)."""
+    clock = _Clock(1000.0)
+
+    def fetch(_: str) -> LoadedModel:
+        raise Unavailable("down")
+
+    holder = _failing_holder(fetch, clock, backoff=(1.0, 10.0))
+    for _ in range(1100):
+        with pytest.raises(Unavailable) as error:
+            holder.get()
+        clock.now += error.value.retry_after
+
+    assert error.value.retry_after == 10
+
+
 def test_unexpected_exception_while_loading_is_a_503_not_a_crash() -> None:
     def fetch(_: str) -> LoadedModel:
         raise ZeroDivisionError("bug")
