@@ -321,7 +321,9 @@ def _run_command(env: dict[str, str]) -> str:
     from tests.support import REPO
 
     result = subprocess.run(
-        ["make", "-n", "run"],
+        # --no-print-directory: under `make test` this runs as a sub-make, which
+        # would otherwise end its output with "Leaving directory".
+        ["make", "-n", "--no-print-directory", "run"],
         cwd=REPO,
         env={**os.environ, **env},
         capture_output=True,
