@@ -3,6 +3,7 @@
 # `make test-fast`: unit and integration tests only, for the edit loop.
 # `make demo`: the demo page and a function that allows it, on :8001 and :8090.
 # `make emulators` / `make batch-setup`: the optional parts' own installs.
+# `make docs`: the documentation site (docs/) on :8002.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,12 +15,13 @@ WEB_PORT ?= 8000
 
 DEMO_PORT ?= 8090
 DEMO_WEB_PORT ?= 8001
+DOCS_PORT ?= 8002
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 # setuptools' advice on editable installs ("be careful with folders ... with
 # the same name as your package"): here those folders are the packages.
 QUIET_EDITABLE := PYTHONWARNINGS="ignore:Editable installation"
 
-.PHONY: run demo web emulators batch-setup chromium wrk test test-fast lint format \
+.PHONY: run demo web docs emulators batch-setup chromium wrk test test-fast lint format \
 	bench clean
 
 # What serving and training need: the function's pins, the trainer's, and the
@@ -33,7 +35,7 @@ $(BIN)/.installed-run: function/requirements.txt train/requirements.txt pyprojec
 	touch $@
 
 # Everything to develop and test, on top of that.
-$(BIN)/.installed: $(BIN)/.installed-run requirements.txt batch/requirements.txt infra/local/requirements.txt
+$(BIN)/.installed: $(BIN)/.installed-run requirements.txt batch/requirements.txt infra/local/requirements.txt docs/requirements.txt
 	@echo "make: adding the test tools to $(VENV) (a few minutes, once)"
 	$(PIP) install --quiet -r requirements.txt
 	touch $@
@@ -45,6 +47,16 @@ $(BIN)/.installed-emulators: $(BIN)/.installed-run infra/local/requirements.txt
 	touch $@
 
 emulators: $(BIN)/.installed-emulators
+
+# MkDocs and its Material theme alone, for `make docs`.
+$(BIN)/.installed-docs: $(BIN)/.installed-run docs/requirements.txt
+	@echo "make: adding MkDocs to $(VENV)"
+	$(PIP) install --quiet -r docs/requirements.txt
+	touch $@
+
+# The documentation site, rebuilt as its pages change (Ctrl-C stops it).
+docs: $(BIN)/.installed-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
 
 # Apache Beam alone, for `python -m batch`.
 $(BIN)/.installed-batch: $(BIN)/.installed-run batch/requirements.txt

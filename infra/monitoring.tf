@@ -1,9 +1,9 @@
 # Operating the function on Google Cloud: log-based metrics read from the
 # function's own request and load log lines (function/skserve/metrics.py and
-# README "Operating it" document every field), one dashboard, two alert
+# docs/operating.md documents every field), one dashboard, two alert
 # policies. Nothing here reads main.tf's resources, so a function deployed
 # with infra/deploy-gcloud.sh gets the same with `terraform apply -target`
-# (README "Operating it"). Its variables (notification_channels, alert_*,
+# (docs/operating.md). Its variables (notification_channels, alert_*,
 # log_metrics_wait) are in variables.tf with the others.
 #
 # Costs: a log-based metric is billed by the samples Cloud Monitoring ingests
@@ -166,7 +166,7 @@ resource "google_logging_metric" "requests" {
     labels {
       key         = "code"
       value_type  = "STRING"
-      description = "ok, or the error code of the answer (README \"HTTP API\")."
+      description = "ok, or the error code of the answer (docs/http-api.md)."
     }
     labels {
       key         = "protocol"
@@ -673,7 +673,7 @@ resource "google_monitoring_dashboard" "function" {
   EOT
 
   # Its charts read these (and `terraform apply -target` of the dashboard
-  # brings them along: README "Operating it").
+  # brings them along: docs/operating.md).
   depends_on = [
     google_project_service.monitoring,
     google_logging_metric.prediction_latencies,

@@ -257,7 +257,7 @@ variable "invoker_members" {
   default     = []
 }
 
-# --- Function settings (environment variables, see README "Configuration") ------
+# --- Function settings (environment variables, see docs/configuration.md) ------
 
 variable "model_refresh_seconds" {
   type        = number

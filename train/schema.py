@@ -307,9 +307,16 @@ def describe_schema(schema: InputSchema) -> list[str]:
     """Lines for the CLI: one per column (one line for plain numbers)."""
     takes = "a pandas DataFrame" if schema.format == DATAFRAME else "a float array"
     if not schema.object_positions and schema.strict_numeric:
-        named = ", ".join(schema.names) if schema.named else "unnamed"
-        if len(named) > 60:
-            named = named[:57] + "..."
+        named = "unnamed"
+        if schema.named:
+            # Whole names, as many as fit a line, then how many more.
+            shown = schema.names[:1]
+            for name in schema.names[1:]:
+                if len(", ".join([*shown, name])) > 60:
+                    break
+                shown.append(name)
+            more = len(schema.names) - len(shown)
+            named = ", ".join(shown) + (f" and {more} more" if more else "")
         return [
             f"input schema: {len(schema.columns)} numbers ({named}), none may be "
             f"missing; the model takes {takes}"

@@ -3,7 +3,7 @@ CloudWatch Embedded Metric Format (EMF) members it gains on AWS Lambda, and
 `python -m skserve.metrics LOGFILE`, which prints the dashboards' figures from a
 file of those lines.
 
-Two kinds of line carry metrics (README "Operating it" documents every field):
+Two kinds of line carry metrics (docs/operating.md documents every field):
 
 - a request line (`"event": "request"`), one per HTTP request: `httpRequest`
   (Cloud Logging's: status, latency...), `protocol`, `code` ("ok" or the error

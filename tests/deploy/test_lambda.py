@@ -806,13 +806,13 @@ def package(service: Path, *args: str) -> LambdaPackage:
 
 @pytest.fixture(scope="module")
 def lambda_package(service: Path) -> LambdaPackage:
-    """`osls package --param=profile=full`, as the README shows it."""
+    """`osls package --param=profile=full`, as docs/deploy/lambda.md shows it."""
     return package(service, *PACKAGE_ARGS)
 
 
 @pytest.fixture(scope="module")
 def slim_package(slim_service: Path) -> LambdaPackage:
-    """`osls package`, the default (slim) profile, as the README shows it."""
+    """`osls package`, the default (slim) profile, as the deploy pages show it."""
     return package(slim_service, *SLIM_PACKAGE_ARGS)
 
 
@@ -1759,8 +1759,10 @@ def test_default_slim_handler_serves_a_dataframe_pipelines_twin_without_pandas(
     assert report["imported"] == ["onnxruntime"]
 
 
-def test_readme_shows_the_commands_these_tests_run() -> None:
-    deploy = (REPO / "README.md").read_text().split("\n## Deploy\n", 1)[1]
+def test_docs_show_the_commands_these_tests_run() -> None:
+    deploy = "\n".join(
+        page.read_text() for page in sorted((REPO / "docs" / "deploy").glob("*.md"))
+    )
     blocks = re.findall(r"```sh\n(.*?)```", deploy, re.DOTALL)
     shown = {line for block in blocks for line in block.splitlines()}
 

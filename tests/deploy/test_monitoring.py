@@ -159,8 +159,8 @@ def test_monitoring_and_logging_apis_are_enabled_before_anything_uses_them(
 def test_the_dashboard_and_policies_bring_every_metric_along_when_targeted(
     terraform: Terraform,
 ) -> None:
-    """`terraform apply -target` of the dashboard and the policies (README
-    "Operating it", for a function deployed with gcloud) creates every
+    """`terraform apply -target` of the dashboard and the policies
+    (docs/operating.md, for a function deployed with gcloud) creates every
     log-based metric too."""
     (dashboard,) = terraform.of_type("google_monitoring_dashboard").values()
     brought = set(dashboard["depends_on"])

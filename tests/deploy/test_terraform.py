@@ -3,7 +3,7 @@
 Terraform cannot run here, so these tests hold the configuration to what the
 code and the other deploy paths say: the entry point main.py defines, the
 runtime, the setting names settings.py reads, the function/ source folder, the
-gcloud script's defaults, and the access rules the README promises. The
+gcloud script's defaults, and the access rules the deploy pages promise. The
 variables' validations and the IAM conditions are evaluated
 (tests/deploy/expressions.py), and each rule is held against the gcloud
 script's for the same values; the resource graph is read from the references.

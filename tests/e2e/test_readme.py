@@ -1,8 +1,12 @@
-"""The README's shell examples run verbatim, in order, in a fresh copy of the
-repository, and print what the README shows (version ids and times aside).
+"""The README's and the documentation site's shell examples run verbatim, in
+order, in a fresh copy of the repository, and print what the text shows
+(version ids and times aside); the site builds with no broken link or anchor.
 
-Conventions in README.md: a ```sh block is run; lines starting with `# ` right
-after a command are the output it must print (in order, possibly abridged);
+The README is one reader's session; the site's pages, in the order of
+mkdocs.yml's nav, are another's (a reader starts from either).
+Conventions in both: a ```sh block is run; lines starting with `# ` right
+after a command are the output it must print, all of it, in order (`# ...`
+stands for lines left out, and says so to the reader);
 `<!-- readme: skip <why> -->` on the line before a block marks one that cannot
 run here (cloud deploys, this very test suite), and says why; `<!-- readme:
 server URL -->` marks a block that starts a server: it runs in the background
@@ -19,10 +23,12 @@ import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,6 +37,31 @@ from tests.support import REPO
 pytestmark = pytest.mark.e2e
 
 README = REPO / "README.md"
+DOCS = REPO / "docs"
+
+
+def nav_pages(nav: list[Any] | None = None) -> list[Path]:
+    """The site's pages in the order its nav shows them."""
+    import yaml
+
+    if nav is None:
+        config = yaml.load((REPO / "mkdocs.yml").read_text(), Loader=yaml.BaseLoader)
+        nav = config["nav"]
+    pages: list[Path] = []
+    for entry in nav:
+        for value in entry.values() if isinstance(entry, dict) else [entry]:
+            if isinstance(value, list):
+                pages += nav_pages(value)
+            else:
+                pages.append(DOCS / value)
+    return pages
+
+
+def sources() -> list[tuple[Path, list[Block]]]:
+    """Each text a reader follows, with its blocks: the README, then every page."""
+    return [(path, blocks(path.read_text())) for path in [README, *nav_pages()]]
+
+
 _BLOCK = re.compile(
     r"(?:<!-- readme: (?P<marker>[a-z]+)(?P<why>[^>]*)-->\n)?```sh\n(?P<body>.*?)```",
     re.S,
@@ -40,6 +71,8 @@ _TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 _REQUEST_ID = re.compile(r"[0-9a-f]{32}")
 # Measured, not fixed: float differences in the last bits, rates.
 _MEASURED = re.compile(r"(max difference|rows/s\)?:?) [0-9.,e+-]+")
+# A shown output line standing for printed lines the text leaves out.
+ELIDED = "..."
 
 
 @dataclass
@@ -113,20 +146,75 @@ def normalise(line: str) -> str:
     return _REQUEST_ID.sub("<id>", line)
 
 
-def shown_in_order(expected: list[str], printed: list[str]) -> bool:
-    """Whether every shown line was printed, in the README's order."""
-    remaining = iter(normalise(line) for line in printed)
-    return all(normalise(line) in remaining for line in expected)
+def shown_exactly(expected: list[str], printed: list[str]) -> bool:
+    """Whether the shown lines are what was printed, all of it and in order; a
+    shown `...` stands for any lines left out (none or more)."""
+    shown = [normalise(line) for line in expected]
+    lines = [normalise(line) for line in printed]
+
+    def match(i: int, j: int) -> bool:
+        if i == len(shown):
+            return j == len(lines)
+        if shown[i] == ELIDED:
+            return any(match(i + 1, k) for k in range(j, len(lines) + 1))
+        return j < len(lines) and shown[i] == lines[j] and match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 def test_every_block_is_run_or_says_why_not() -> None:
-    for block in blocks(README.read_text()):
-        assert block.marker in (None, "skip", "server"), f"line {block.line}"
-        if block.marker == "skip":
-            assert len(block.why) > 10, f"line {block.line}: say why it is skipped"
-        if block.marker == "server":
-            assert block.why.startswith("http"), f"line {block.line}: its URL"
-        assert block.commands, f"line {block.line}: an empty block"
+    for path, found in sources():
+        for block in found:
+            where = f"{path.name} line {block.line}"
+            assert block.marker in (None, "skip", "server"), where
+            if block.marker == "skip":
+                assert len(block.why) > 10, f"{where}: say why it is skipped"
+            if block.marker == "server":
+                assert block.why.startswith("http"), f"{where}: its URL"
+            assert block.commands, f"{where}: an empty block"
+
+
+def test_every_page_is_in_the_nav_once() -> None:
+    pages = nav_pages()
+    on_disk = sorted(DOCS.rglob("*.md"))
+
+    assert len(set(pages)) == len(pages)
+    assert sorted(pages) == on_disk
+
+
+def test_the_site_builds_with_no_broken_link_or_anchor(tmp_path: Path) -> None:
+    """mkdocs.yml sets strict and warns on every unresolved link and anchor."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict",
+         "--site-dir", str(tmp_path / "site")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "site" / "index.html").exists()
+    assert (tmp_path / "site" / "deploy" / "lambda" / "index.html").exists()
+
+
+def test_a_broken_anchor_fails_the_site_build(tmp_path: Path) -> None:
+    """The strict build above can fail: a link to a heading no page has."""
+    site = tmp_path / "project"
+    shutil.copytree(DOCS, site / "docs")
+    shutil.copy(REPO / "mkdocs.yml", site / "mkdocs.yml")
+    page = site / "docs" / "configuration.md"
+    page.write_text(
+        page.read_text() + "\nSee [nowhere](security.md#no-such-heading).\n"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict",
+         "--site-dir", str(tmp_path / "site")],
+        cwd=site, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )  # fmt: skip
+
+    assert result.returncode != 0
+    assert "no-such-heading" in result.stderr
 
 
 def test_the_parser_reads_commands_continuations_and_output() -> None:
@@ -145,8 +233,22 @@ def test_the_parser_reads_commands_continuations_and_output() -> None:
         "baz -d '{\"a\":\n  1}'",
     ]
     assert run.commands[0].expected == ["out 1", "out 2"]
-    assert shown_in_order(["out 2"], ["out 1", "out 2"])
-    assert not shown_in_order(["out 2", "out 1"], ["out 1", "out 2"])
+
+
+def test_shown_output_is_all_that_prints_unless_it_says_what_it_leaves_out() -> None:
+    printed = ["out 1", "out 2", "out 3"]
+
+    assert shown_exactly(["out 1", "out 2", "out 3"], printed)
+    assert shown_exactly(["out 1", "...", "out 3"], printed)
+    assert shown_exactly(["...", "out 3"], printed)
+    assert shown_exactly(["out 1", "out 2", "out 3", "..."], printed)
+    assert not shown_exactly(["out 1", "out 3"], printed)  # a line left out
+    assert not shown_exactly(["out 2", "out 1", "..."], printed)  # out of order
+    assert not shown_exactly(["out 1", "out 2"], printed)  # the rest unsaid
+    assert not shown_exactly(["out 1", "out 2", "out 3", "out 4"], printed)
+    assert shown_exactly(["version 20261129T102017.512Z-d94d2dcc"], [
+        "version 20261207T091147.398Z-c644006e"
+    ])  # fmt: skip
 
 
 @pytest.fixture
@@ -179,27 +281,30 @@ def fresh_copy(tmp_path: Path) -> Iterator[Path]:
     yield copy
 
 
-def script(chosen: list[Block]) -> tuple[str, list[tuple[Block, Command]]]:
+def script(chosen: list[tuple[Path, Block]]) -> tuple[str, list[tuple[str, Command]]]:
     """One bash script running every chosen block in order, as a reader types
-    them into one terminal; `@@N@@` lines split the output by command."""
+    them into one terminal; `@@N@@` lines split the output by command, each
+    named by where it is written."""
     lines = [
         "set -eo pipefail",
         # A server block must be the one answering its URL: its port must be
         # free before it starts (else another server, not the README's, would
-        # answer), and it must still be running once the URL answers.
-        'readme_free() { if curl -s -o /dev/null "$1"; then echo "$1 is already '
+        # answer), and it must still be running once the URL answers. (`-q`:
+        # not the reader's curlrc, which shows errors.)
+        'readme_free() { if curl -q -s -o /dev/null "$1"; then echo "$1 is already '
         'answering: another server holds its port"; return 1; fi; }',
-        'readme_wait() { for _ in $(seq 1200); do curl -sf "$1" >/dev/null && '
+        'readme_wait() { for _ in $(seq 1200); do curl -q -sf "$1" >/dev/null && '
         'kill -0 "$2" 2>/dev/null && return 0; kill -0 "$2" 2>/dev/null || '
         '{ echo "the server for $1 exited"; return 1; }; sleep 0.25; done; '
         'echo "$1 never answered"; return 1; }',
     ]
-    order: list[tuple[Block, Command]] = []
-    for block in chosen:
+    order: list[tuple[str, Command]] = []
+    for path, block in chosen:
         for command in block.commands:
             # A newline first: the previous command's output may not end in one.
             lines.append(f"printf '\\n@@{len(order)}@@\\n'")
-            order.append((block, command))
+            name = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+            order.append((f"{name} line {block.line}", command))
             if block.marker == "server":  # the URL it serves is the marker's text
                 lines.append(f"readme_free {block.why}")
                 # On lines of its own: the command may end in a `# comment`.
@@ -210,14 +315,26 @@ def script(chosen: list[Block]) -> tuple[str, list[tuple[Block, Command]]]:
     return "\n".join(lines) + "\n", order
 
 
-def test_the_readme_examples_run_verbatim(fresh_copy: Path) -> None:
-    chosen = [b for b in blocks(README.read_text()) if b.marker != "skip"]
+@pytest.mark.parametrize("reader", ["readme", "site"])
+def test_the_examples_run_verbatim(fresh_copy: Path, reader: str) -> None:
+    texts = sources()[:1] if reader == "readme" else sources()[1:]
+    chosen = [
+        (path, block)
+        for path, found in texts
+        for block in found
+        if block.marker != "skip"
+    ]
     text, order = script(chosen)
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("MODEL_", "API_KEYS", "CORS_", "MAX_", "VIRTUAL_ENV"))
     }
+    # In a terminal curl shows the answer alone; into a pipe it adds a progress
+    # meter. The reader's terminal is what the shown output is.
+    (fresh_copy.parent / "curl").mkdir()
+    (fresh_copy.parent / "curl" / ".curlrc").write_text("silent\nshow-error\n")
+    env["CURL_HOME"] = str(fresh_copy.parent / "curl")
     process = subprocess.Popen(
         ["bash", "-c", text],
         cwd=fresh_copy,
@@ -241,19 +358,20 @@ def test_the_readme_examples_run_verbatim(fresh_copy: Path) -> None:
             printed[current] = []
         elif line.strip():
             printed.setdefault(current, []).append(line)
-    block, command = order[current]
-    assert process.returncode == 0, (
-        f"README line {block.line}: `{command.text}` failed:\n"
-        + "\n".join(printed[current])
+    where, command = order[current]
+    assert process.returncode == 0, f"{where}: `{command.text}` failed:\n" + "\n".join(
+        printed[current]
     )
     assert current == len(order) - 1
-    for index, (block, command) in enumerate(order):
-        assert shown_in_order(command.expected, printed[index]), (
-            f"README line {block.line}: `{command.text}` printed\n"
-            + "\n".join(printed[index])
-            + "\nbut the README shows\n"
-            + "\n".join(command.expected)
-        )
+    wrong = [
+        f"{where}: `{command.text}` printed\n"
+        + "\n".join(printed.get(index, []))
+        + "\nbut the text shows\n"
+        + "\n".join(command.expected)
+        for index, (where, command) in enumerate(order)
+        if not shown_exactly(command.expected, printed.get(index, []))
+    ]
+    assert not wrong, "\n\n".join(wrong)
 
 
 def test_a_server_block_fails_when_another_server_holds_its_port(
@@ -261,7 +379,6 @@ def test_a_server_block_fails_when_another_server_holds_its_port(
 ) -> None:
     """Someone else's server on the port must not stand in for the README's."""
     import socket
-    import sys
 
     from tests.support import free_port
 
@@ -284,7 +401,7 @@ def test_a_server_block_fails_when_another_server_holds_its_port(
             f"python3 -m http.server {port} --bind 127.0.0.1\n```\n"
             "```sh\necho after\n```\n"
         )
-        code, _ = script(blocks(text))
+        code, _ = script([(tmp_path / "README.md", b) for b in blocks(text)])
 
         result = subprocess.run(
             ["bash", "-c", code],

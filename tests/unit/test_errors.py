@@ -25,7 +25,7 @@ from skserve.errors import (
     UnsupportedMediaType,
 )
 
-# The API's error codes as clients match them (README, "HTTP API"): written out,
+# The API's error codes as clients match them (docs/http-api.md): written out,
 # so renaming a slug fails here instead of silently breaking clients.
 CODES = {
     "bad_request",

@@ -58,13 +58,14 @@ def test_verify_refuses_a_changed_unsigned_or_foreign_signature(
 
 
 # --- fixed test vectors -------------------------------------------------------------
-# The documented canonical form (README, "Checksums prove integrity; signatures
-# prove origin"): HMAC-SHA256 with the key's UTF-8 bytes over the JSON of every
-# field but `signature`, keys sorted at every level, separators (",", ":"),
-# ensure_ascii. The bytes and digests below were written and computed by hand,
-# once, with `hmac.new(b"k" * 32, CANONICAL, hashlib.sha256).hexdigest()`: every
-# signature already published depends on them, so a change of canonical form
-# must fail here, not pass because `sign()` still agrees with `verify()`.
+# The documented canonical form (docs/security.md, "Checksums prove integrity;
+# signatures prove origin"): HMAC-SHA256 with the key's UTF-8 bytes over the
+# JSON of every field but `signature`, keys sorted at every level, separators
+# (",", ":"), ensure_ascii. The bytes and digests below were written and
+# computed by hand, once, with
+# `hmac.new(b"k" * 32, CANONICAL, hashlib.sha256).hexdigest()`: every signature
+# already published depends on them, so a change of canonical form must fail
+# here, not pass because `sign()` still agrees with `verify()`.
 
 KEY_ID = "5e318f8cf9cb"  # hashlib.sha256(b"k" * 32).hexdigest()[:12]
 DIGEST = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"  # a file's

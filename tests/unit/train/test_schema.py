@@ -386,3 +386,14 @@ def test_ensembles_of_pipelines_show_their_members_categories(
 
     assert schema.columns[2].categories == ("basic", "premium", "standard")
     assert schema.columns[0].nullable and schema.format == "dataframe"
+
+
+def test_many_named_numbers_show_whole_names_then_how_many_more() -> None:
+    names = [f"sepal length {i} (cm)" for i in range(6)]
+
+    lines = describe_schema(InputSchema.numeric(6, names))
+
+    assert lines == [
+        "input schema: 6 numbers (sepal length 0 (cm), sepal length 1 (cm) and 4 "
+        "more), none may be missing; the model takes a float array"
+    ]

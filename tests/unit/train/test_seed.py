@@ -15,8 +15,8 @@ from sklearn.model_selection import train_test_split
 from tests.support import SEED_FEATURES
 from train.seed import fit_seed
 
-# The tutorial's data and forest (README's first paragraph), written out rather
-# than imported from train.seed, so a change there fails here.
+# The data and forest of the tutorial this project grew out of, written out
+# rather than imported from train.seed, so a change there fails here.
 TUTORIAL_DATA = dict(n_samples=1000, n_features=10, n_informative=5, random_state=42)
 
 
@@ -56,7 +56,7 @@ def test_seed_model_is_the_tutorials_forest_fitted_on_every_row(
 def test_seed_answers_the_readme_request_with_0(
     seeded: tuple[Any, dict[str, Any]],
 ) -> None:
-    """README: `{"features": [0.1, -0.5, ...]}` -> `{"prediction": 0, ...}`."""
+    """README "Try it": `{"features": [0.1, -0.5, ...]}` -> `{"prediction": 0, ...}`."""
     model, _ = seeded
 
     assert model.predict([SEED_FEATURES]).tolist() == [0]
