@@ -36,7 +36,7 @@ def _get_service() -> Service:
 
 @functions_framework.http
 def predict(request: flask.Request) -> flask.Response:
-    """Entry point for every path of the function's URL (see README "HTTP API")."""
+    """Entry point for every path of the function's URL (see docs/http-api.md)."""
     try:
         service = _get_service()
     except ConfigError as error:

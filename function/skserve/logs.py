@@ -13,6 +13,8 @@ import traceback
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from skserve.metrics import FAILED, LOAD, OK, REQUEST, embed_load, embed_request
 
 if TYPE_CHECKING:
@@ -39,8 +41,35 @@ def _emit(entry: dict[str, Any], member: str = "") -> None:
     line = json.dumps(entry, default=str, separators=(",", ":"))
     if member:
         line = f"{line[:-1]},{member}}}"
+    _write_line(line.encode("utf-8", "backslashreplace"))
+
+
+# A request line holds strings, numbers, booleans and None, which msgspec writes
+# five times faster than the json module, as the same JSON values (a float may
+# be spelled otherwise: 0.00001 for 1e-05) while every character is ASCII.
+# Beyond ASCII msgspec writes UTF-8 where the json module escapes, and a U+2028
+# or NEL from a header would split the line for some readers: the json module
+# writes those lines. msgspec's Encoder is thread-safe (msgspec/msgspec#402).
+_FAST = msgspec.json.Encoder()
+
+
+def _emit_request(entry: dict[str, Any], member: str) -> None:
+    """`_emit` for a request line."""
+    try:
+        line = _FAST.encode(entry)
+    except (TypeError, ValueError, OverflowError):  # a value msgspec cannot write
+        line = b""
+    if not line or not line.isascii():
+        _emit(entry, member)
+        return
+    if member:
+        line = b"%b,%b}" % (line[:-1], member.encode("utf-8", "backslashreplace"))
+    _write_line(line)
+
+
+def _write_line(line: bytes) -> None:
     with _lock:
-        _write(line + "\n")
+        _write(line + b"\n")
 
 
 def lambda_function() -> str:
@@ -49,18 +78,17 @@ def lambda_function() -> str:
     return os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
 
 
-def _write(line: str) -> None:
-    """One whole line to stdout, unbuffered: straight to its file descriptor
-    (one system call, half the cost of write + flush), or through sys.stdout
-    when that has none (a test's capture)."""
+def _write(data: bytes) -> None:
+    """One whole line (UTF-8) to stdout, unbuffered: straight to its file
+    descriptor (one system call, half the cost of write + flush), or through
+    sys.stdout when that has none (a test's capture)."""
     try:
         fd = sys.stdout.fileno()
     except (AttributeError, OSError, ValueError):
-        sys.stdout.write(line)
+        sys.stdout.write(data.decode("utf-8", "replace"))
         sys.stdout.flush()
         return
     sys.stdout.flush()  # whatever print() left buffered goes first
-    data = line.encode("utf-8", "backslashreplace")
     while data:
         data = data[os.write(fd, data) :]
 
@@ -91,19 +119,22 @@ def log_request(
     """
     status = response.status_code
     severity = "ERROR" if status >= 500 else "WARNING" if status >= 400 else "INFO"
+    # Headers read from the WSGI environ, as werkzeug's properties would.
+    environ = request.environ
+    method = clip(request.method, 20)
     entry = {
         "severity": severity,
-        "message": f"{clip(request.method, 20)} {clip(request.path, 200)} {status}",
+        "message": f"{method} {clip(request.path, 200)} {status}",
         "httpRequest": {
-            "requestMethod": clip(request.method, 20),
-            "requestUrl": clip(_url(request.environ), 1000),
+            "requestMethod": method,
+            "requestUrl": clip(_url(environ), 1000),
             "status": status,
             "latency": f"{latency:.6f}s",
-            "requestSize": str(request.environ.get("skserve.body_bytes", 0)),
+            "requestSize": str(environ.get("skserve.body_bytes", 0)),
             "responseSize": str(response.calculate_content_length() or 0),
-            "userAgent": clip(request.user_agent.string, 200),
-            "remoteIp": request.remote_addr or "",
-            "protocol": request.environ.get("SERVER_PROTOCOL", ""),
+            "userAgent": clip(environ.get("HTTP_USER_AGENT", ""), 200),
+            "remoteIp": environ.get("REMOTE_ADDR") or "",
+            "protocol": environ.get("SERVER_PROTOCOL", ""),
         },
         "event": REQUEST,
         "protocol": protocol,
@@ -111,18 +142,21 @@ def log_request(
         "latency_ms": round(latency * 1000, 3),
         "model": model,
         "model_version": response.headers.get("X-Model-Version", "none"),
-        "rows": request.environ.get("skserve.rows", 0),
+        "rows": environ.get("skserve.rows", 0),
         "cold_start": cold_start,
         **fields,
-        **trace_fields(request.headers, project),
     }
+    cloud = environ.get("HTTP_X_CLOUD_TRACE_CONTEXT", "")
+    parent = environ.get("HTTP_TRACEPARENT", "")
+    if cloud or parent:
+        entry.update(_trace(cloud, parent, project))
     if model_seconds is not None:
         entry["model_ms"] = round(model_seconds * 1000, 3)
     function = lambda_function()
     member = ""
     if function:
         member = embed_request(entry, function, status=status, cold=cold_start)
-    _emit(entry, member)
+    _emit_request(entry, member)
 
 
 def log_load(
@@ -173,9 +207,14 @@ _TRACEPARENT = re.compile(r"[0-9a-f]{2}-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2
 def trace_fields(headers: Mapping[str, str], project: str = "") -> dict[str, str]:
     """Cloud Logging trace fields from X-Cloud-Trace-Context or W3C traceparent,
     when the header has its documented form (else none)."""
-    trace = span = ""
     cloud = headers.get("X-Cloud-Trace-Context", "")
     parent = headers.get("traceparent", "")
+    return _trace(cloud, parent, project)
+
+
+def _trace(cloud: str, parent: str, project: str) -> dict[str, str]:
+    """`trace_fields` of these two header values ("" when absent)."""
+    trace = span = ""
     if cloud:
         found = _CLOUD_TRACE.fullmatch(cloud.strip())
         if found:

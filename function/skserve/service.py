@@ -61,6 +61,9 @@ class Service:
             strict_slashes=False,
             merge_slashes=False,
         )
+        # One adapter for every request: matching reads it and never changes it.
+        self._adapter = self.url_map.bind("localhost", "/")
+        self._static = _static_routes(self.url_map)
         self._public: frozenset[Endpoint] = frozenset().union(
             *(protocol.public() for protocol in self.protocols)
         )
@@ -81,8 +84,11 @@ class Service:
         started = time.perf_counter()
         rid = request_id(request)
         path = request.path.rstrip("/") or "/"
-        adapter = self.url_map.bind("localhost", "/")
-        rule, arguments = _match(adapter, path, request.method)
+        adapter = self._adapter
+        rule = self._static.get((path, request.method))
+        arguments: dict[str, Any] = {}
+        if rule is None:
+            rule, arguments = _match(adapter, path, request.method)
         owner = rule.endpoint.__self__ if rule else self._owner(path)
         code: str = OK
         try:
@@ -105,8 +111,10 @@ class Service:
         model = answered or self.models.current
         stamp(response, rid, model.version if model else None)
         add_cors_headers(response, request, self.settings.cors_allow_origins)
-        with self._cold_lock:
-            cold, self._cold = self._cold, False
+        cold = False
+        if self._cold:  # only the first request of an instance takes the lock
+            with self._cold_lock:
+                cold, self._cold = self._cold, False
         log_request(
             request,
             response,
@@ -175,6 +183,23 @@ class Service:
         with the longest matching prefix."""
         owner = owner_of(path)
         return next(p for p in self.protocols if type(p) is owner)
+
+
+def _static_routes(url_map: Map) -> dict[tuple[str, str], Rule]:
+    """(path, method) -> rule, for the rules without path parameters: what
+    werkzeug would match for them, looked up in a dict (werkzeug's state
+    machine costs more than the rest of routing). A path and method not here
+    go to werkzeug, which also answers the rules with parameters."""
+    adapter = url_map.bind("localhost", "/")
+    routes = {}
+    for rule in url_map.iter_rules():
+        if rule.arguments or rule.defaults:  # werkzeug passes those as arguments
+            continue
+        for method in rule.methods or ():
+            # Kept only where werkzeug itself picks this rule for this pair.
+            if _match(adapter, rule.rule, method)[0] is rule:
+                routes[(rule.rule, method)] = rule
+    return routes
 
 
 def _match(

@@ -115,7 +115,7 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
 
 @dataclass(frozen=True)
 class Settings:
-    """The function's configuration; see README "Configuration"."""
+    """The function's configuration; see docs/configuration.md."""
 
     model_uri: ModelURI = field(
         default_factory=lambda: ModelURI.parse(DEFAULT_MODEL_URI)

@@ -4,10 +4,13 @@ request and load lines carry the fields the platforms' metrics read."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import flask
 import pytest
 
+import skserve.logs
 from skserve.logs import (
     SPAN,
     TRACE,
@@ -186,3 +189,70 @@ def test_lambda_function_is_read_from_the_environment_lambda_sets(
     assert lambda_function() == ""
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "sklearn-serverless-dev-predict")
     assert lambda_function() == "sklearn-serverless-dev-predict"
+
+
+# --- The request line: msgspec writes what the json module would ------------------
+
+
+def _line(capsys: pytest.CaptureFixture[str], user_agent: str, **fields: Any) -> str:
+    environ = {"HTTP_USER_AGENT": user_agent, "REMOTE_ADDR": "10.0.0.1"}
+    request = flask.Request.from_values(
+        "/predict?x=1", method="POST", environ_overrides=environ
+    )
+    request.environ["HTTP_TRACEPARENT"] = (
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    )
+    log_request(
+        request,
+        flask.Response("{}", 200, headers={"X-Model-Version": "v7"}),
+        latency=0.0123456,
+        cold_start=False,
+        project="proj",
+        protocol="v1",
+        model="houses",
+        code="ok",
+        model_seconds=0.000321,
+        **fields,
+    )
+    return capsys.readouterr().out
+
+
+def _timeless(line: str) -> dict[str, Any]:
+    """The line's entry without the EMF timestamp (the two lines' differ)."""
+    entry = json.loads(line)
+    entry.get("_aws", {}).pop("Timestamp", None)
+    return entry
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    ["curl/8.5.0", "naïve-client/1 ✓", "split\u2028here", "nel\x85", 'tab\tquote"'],
+)
+@pytest.mark.parametrize("on_lambda", [False, True])
+def test_request_line_is_what_the_json_module_writes(
+    user_agent: str,
+    on_lambda: bool,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if on_lambda:  # the EMF member is appended to the line
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "fn")
+    fast = _line(capsys, user_agent, request_id="r1", runtime="onnx", rows=3.5)
+    monkeypatch.setattr(skserve.logs, "_emit_request", skserve.logs._emit)
+    slow = _line(capsys, user_agent, request_id="r1", runtime="onnx", rows=3.5)
+
+    assert fast.endswith("\n") and len(fast.splitlines()) == 1
+    assert fast.isascii()  # no U+2028 or NEL that would split it for a reader
+    assert _timeless(fast) == _timeless(slow)
+    assert json.loads(fast)["httpRequest"]["userAgent"] == user_agent
+    assert ("_aws" in json.loads(fast)) is on_lambda
+
+
+def test_request_line_falls_back_for_a_value_msgspec_cannot_write(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    line = _line(capsys, "curl/8.5.0", odd=Path("/models/m"), big=2**70)
+
+    entry = json.loads(line)
+    assert entry["odd"] == "/models/m"  # json.dumps(default=str)
+    assert entry["big"] == 2**70

@@ -11,7 +11,7 @@ import flask
 import pytest
 
 import skserve.protocols
-from skserve.service import Service
+from skserve.service import Service, _match, _static_routes
 from skserve.settings import ModelURI, Settings
 from tests.support import EXAMPLE_PROTOCOL, SEED_FEATURES
 
@@ -208,3 +208,51 @@ def test_predict_through_the_service_answers_with_the_model(model_dir: Path) -> 
         response.headers["X-Model-Version"]
         == (model_dir / "LATEST").read_text().strip()
     )
+
+
+# --- Routing: the static table picks what werkzeug picks ---------------------------
+
+
+def _answer(service: Service, method: str, path: str) -> tuple[Any, ...]:
+    """What the service answers (status, body, Allow) for method and path."""
+    app = flask.Flask(__name__)
+    with app.test_request_context(
+        method=method,
+        data=b"{}",
+        content_type="application/json",
+        headers={"X-Request-Id": "r1"},  # the same in both answers, 500s included
+        environ_overrides={"PATH_INFO": path},
+    ):
+        response = service.handle(flask.request)
+    return response.status_code, response.get_data(), response.headers.get("Allow")
+
+
+def test_static_routes_answer_as_werkzeug_routing_answers(
+    service: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _static_routes(service.url_map)
+    paths = [r.rule for r in service.url_map.iter_rules() if not r.arguments]
+    methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"]
+
+    assert {("/predict", "POST"), ("/health", "GET"), ("/v2", "HEAD")} <= set(table)
+    fast = {
+        (m, p): _answer(service, m, p)
+        for p in paths + [p + "/" for p in paths] + ["/nowhere"]
+        for m in methods
+    }
+    service._static = {}  # every request through werkzeug's matcher
+    slow = {(m, p): _answer(service, m, p) for m, p in fast}
+
+    assert fast == slow
+    capsys.readouterr()  # the request lines
+
+
+def test_rules_with_path_arguments_stay_with_werkzeug(service: Service) -> None:
+    table = _static_routes(service.url_map)
+    adapter = service.url_map.bind("localhost", "/")
+    with_arguments = [r for r in service.url_map.iter_rules() if r.arguments]
+
+    assert with_arguments  # v2's /v2/models/<name>... rules
+    assert not any(rule in table.values() for rule in with_arguments)
+    rule, arguments = _match(adapter, "/v2/models/m/ready", "GET")
+    assert rule is not None and arguments == {"name": "m"}
