@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -292,7 +293,7 @@ def _session(data: bytes, version: str) -> onnxruntime.InferenceSession:
             "add it to requirements.txt or set MODEL_RUNTIME=sklearn"
         ) from None
     try:
-        return onnxruntime.InferenceSession(
+        session = onnxruntime.InferenceSession(
             data, sess_options=session_options(), providers=["CPUExecutionProvider"]
         )
     except Exception as exc:  # onnxruntime's errors share no public base class
@@ -301,6 +302,30 @@ def _session(data: bytes, version: str) -> onnxruntime.InferenceSession:
             f"cannot load the ONNX twin of model {version}: {type(exc).__name__} "
             f"(onnxruntime {onnxruntime.__version__})"
         ) from None
+    finally:
+        release_freed_memory()
+    return session
+
+
+def release_freed_memory() -> bool:
+    """Hand the heap memory freed so far back to the system; False where the C
+    library cannot (anything but glibc).
+
+    Building a tree ensemble's session allocates about three times what the
+    session keeps (the graph's attributes are copied to vectors, converted to
+    an older layout, then to nodes, through a node-id hash map) and frees the
+    rest; glibc keeps those freed pages mapped, in the arena of the request
+    thread that built the session. Measured on the bench's 1,000-tree forest
+    twin (onnxruntime 1.32): the session kept 49 MB of PSS, 18 MB after
+    malloc_trim(0), which took about 4 ms. Serverless memory is billed and
+    capped at its peak, and the pages would otherwise wait for reuse.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # this process's own C library
+    except (OSError, AttributeError):  # musl, macOS: no malloc_trim
+        return False
+    trim(0)
+    return True
 
 
 def _interface(

@@ -10,6 +10,7 @@ not carry it), and finds any such tensor before a session is built.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 # Field numbers of onnx.proto (checked against onnx's descriptors by the tests).
@@ -23,6 +24,13 @@ TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION = 13, 14
 SPARSE_VALUES, SPARSE_INDICES = 1, 2
 EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 MAX_DEPTH = 64  # nested subgraphs; far beyond any converter's output
+ATTRIBUTE_INTS_KEY = 8 << 3  # AttributeProto.ints (field 8), one varint each
+# A run of `ints` entries: their key byte, then a varint of at most 10 bytes
+# (what _varint accepts). A tree ensemble holds one entry per node in each of
+# six such attributes, most of a large twin's fields: skipping the run in one
+# match took the 1,000-tree forest twin's walk from 992 ms to 69 ms. Anything
+# else (a truncated or overlong varint) is left to the field-by-field loop.
+INTS_RUN = re.compile(rb"(?:\x40[\x80-\xff]{0,9}[\x00-\x7f])+")
 
 
 class MalformedModel(ValueError):
@@ -87,7 +95,7 @@ def _node(view: memoryview, depth: int) -> str | None:
 
 
 def _attribute(view: memoryview, depth: int) -> str | None:
-    for field, value in _fields(view):
+    for field, value in _fields(view, skip_ints=True):
         if not isinstance(value, memoryview):
             continue
         found = None
@@ -120,11 +128,20 @@ def _tensor(view: memoryview, what: str) -> str | None:
     return None
 
 
-def _fields(view: memoryview) -> Iterator[tuple[int, int | memoryview]]:
+def _fields(
+    view: memoryview, skip_ints: bool = False
+) -> Iterator[tuple[int, int | memoryview]]:
     """(field number, value) of each field of one message: varints as ints,
-    length-delimited fields as views, fixed-size fields skipped as ints."""
+    length-delimited fields as views, fixed-size fields skipped as ints. With
+    `skip_ints` (an attribute, whose integers cannot point outside), runs of
+    well-formed `ints` entries are passed over unreported."""
     position, end = 0, len(view)
     while position < end:
+        if skip_ints and view[position] == ATTRIBUTE_INTS_KEY:
+            run = INTS_RUN.match(view, position)
+            if run:
+                position = run.end()
+                continue
         key, position = _varint(view, position)
         field, wire = key >> 3, key & 7
         if field == 0:

@@ -394,3 +394,112 @@ def test_a_clusterers_labels_are_integers_as_scikit_learns() -> None:
 
     assert labels.dtype == np.int64
     assert json.dumps(labels.tolist()) == json.dumps(model.predict(X[:20]).tolist())
+
+
+# --- loading: the heap a tree ensemble's session build freed goes back
+
+
+def test_loading_a_twin_hands_the_freed_heap_back(
+    forest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skserve.runtimes import onnx as runtime_module
+
+    model, _, _, built = forest
+    calls: list[str] = []
+    monkeypatch.setattr(
+        runtime_module, "release_freed_memory", lambda: calls.append("trim") or True
+    )
+
+    OnnxRuntime.load(
+        _manifest(model, built.data, built.facts),
+        {"model.onnx": built.data},
+        LoadOptions(),
+    )
+
+    assert calls == ["trim"]
+
+
+def test_a_session_that_fails_to_build_still_hands_the_heap_back(
+    forest: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from skserve.runtimes import onnx as runtime_module
+
+    model, _, _, built = forest
+    calls: list[str] = []
+    monkeypatch.setattr(
+        runtime_module, "release_freed_memory", lambda: calls.append("trim") or True
+    )
+    import onnx
+
+    twin = onnx.load_from_string(built.data)
+    for opset in twin.opset_import:  # a version onnxruntime does not know
+        opset.version = 99 if opset.domain == "ai.onnx.ml" else opset.version
+    broken = twin.SerializeToString()
+
+    with pytest.raises(IncompatibleModel, match="cannot load the ONNX twin"):
+        OnnxRuntime.load(
+            _manifest(model, broken, built.facts), {"model.onnx": broken}, LoadOptions()
+        )
+
+    assert calls == ["trim"]
+
+
+def test_without_malloc_trim_releasing_is_a_no_op(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from skserve.runtimes import onnx as runtime_module
+
+    class NoTrim:  # a C library without malloc_trim (musl, macOS)
+        pass
+
+    monkeypatch.setattr(runtime_module.ctypes, "CDLL", lambda name: NoTrim())
+    assert runtime_module.release_freed_memory() is False
+
+    def unloadable(name: Any) -> Any:
+        raise OSError("no C library")
+
+    monkeypatch.setattr(runtime_module.ctypes, "CDLL", unloadable)
+    assert runtime_module.release_freed_memory() is False
+
+
+def test_a_large_forest_sessions_freed_heap_leaves_the_process(tmp_path: Path) -> None:
+    """glibc keeps what building a tree ensemble's session freed; after
+    release_freed_memory the process holds megabytes less (RSS, fresh process)."""
+    from train.twin.convert import convert
+
+    X, y = make_classification(
+        n_samples=1000, n_features=10, n_informative=5, random_state=42
+    )
+    model = RandomForestClassifier(n_estimators=300, random_state=42).fit(X, y)
+    (tmp_path / "model.onnx").write_bytes(convert(model, 10).SerializeToString())
+    script = f"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, {str(ROOT / "function")!r})
+import onnxruntime
+from skserve.runtimes.onnx import release_freed_memory, session_options
+
+def rss():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+data = Path({str(tmp_path / "model.onnx")!r}).read_bytes()
+session = onnxruntime.InferenceSession(
+    data, sess_options=session_options(), providers=["CPUExecutionProvider"]
+)
+built = rss()
+released = release_freed_memory()
+print(json.dumps({{"released": released, "freed_mib": built - rss()}}))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["released"] is True  # glibc, as on Cloud Functions and Lambda
+    assert answer["freed_mib"] > 4, answer

@@ -149,3 +149,25 @@ def test_field_numbers_are_onnxs_own() -> None:
     assert number(onnx.SparseTensorProto, "values") == onnx_bytes.SPARSE_VALUES
     assert number(onnx.SparseTensorProto, "indices") == onnx_bytes.SPARSE_INDICES
     assert onnx.TensorProto.EXTERNAL == onnx_bytes.EXTERNAL
+
+
+def test_an_external_tensor_after_a_long_run_of_ints_is_still_found() -> None:
+    # A tree ensemble's node attributes are long runs of `ints` entries, which
+    # the walk passes over in one match; what follows them is still read.
+    ids = [*range(3000), -1, 2**62]  # one-byte to ten-byte varints
+    ensemble = helper.make_node(
+        "TreeEnsembleClassifier",
+        ["X"],
+        ["Y"],
+        domain="ai.onnx.ml",
+        nodes_featureids=ids,  # attributes are written in name order:
+        value=_externalise(_weights()),  # this one after the run
+    )
+    node = ensemble.SerializeToString()
+    assert node.index(b"secret.txt") > node.index(bytes([8 << 3, 0x80]))
+
+    assert "node attribute's tensor" in str(
+        external_reference(_model(_graph([ensemble])))
+    )
+    ensemble.attribute.pop()  # the same run alone refers to nothing outside
+    assert external_reference(_model(_graph([ensemble]))) is None
