@@ -16,7 +16,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from batch.handler import MAX_BATCH_ROWS, verify_at_launch
+from batch.handler import BATCH_ROWS, MAX_BATCH_ROWS, verify_at_launch
 from batch.io import (
     FORMATS,
     HEADER_MODES,
@@ -26,11 +26,12 @@ from batch.io import (
     PROBABILITY,
     SCORE,
     RecordProblem,
-    csv_records,
+    csv_items,
+    first_record,
     header_columns,
     input_format,
+    line_runs,
     looks_like_header,
-    text_lines,
     text_stream,
 )
 from batch.location import OutputError, check_output
@@ -126,8 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-rows",
         type=_positive,
-        default=MAX_BATCH_ROWS,
-        help=f"most rows per RunInference batch (default {MAX_BATCH_ROWS})",
+        help="most rows per RunInference batch (default: "
+        + ", ".join(f"{rows:,} on {name}" for name, rows in BATCH_ROWS.items())
+        + ")",
     )
     parser.add_argument(
         "--max-line-chars",
@@ -176,10 +178,9 @@ def _first_record(path: str, max_chars: int) -> list[str] | RecordProblem | None
     """The first non-blank CSV record of `path` (read as the job reads it), or
     None if it has none."""
     with FileSystems.open(path, compression_type=CompressionTypes.AUTO) as raw:
-        lines = text_lines(text_stream(raw), max_chars)
-        for _, record in csv_records(lines, max_chars):
-            return record
-    return None
+        runs = line_runs(text_stream(raw), max_chars)
+        first, _, _ = first_record(csv_items(runs, max_chars))
+    return None if first is None else first[1]
 
 
 def _plan_input(
@@ -305,7 +306,8 @@ def prepare(args: argparse.Namespace, options: PipelineOptions) -> Job:
         probabilities=args.probabilities,
         scores=args.scores,
         progress_seconds=args.progress_seconds,
-        max_batch_rows=args.batch_rows,
+        max_batch_rows=args.batch_rows
+        or BATCH_ROWS.get(model.runtime.name, MAX_BATCH_ROWS),
         max_line_chars=args.max_line_chars,
     )
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import math
 import re
@@ -35,6 +36,15 @@ MAX_LINE_CHARS = 1 << 20
 EXCERPT_CHARS = 200
 # Characters read at a time while skipping the rest of an over-long line.
 _SKIP_CHARS = 1 << 16
+# Characters read at a time: each piece is split into lines, checked and
+# handed on in one call each, so a line costs no Python call of its own.
+_PIECE_CHARS = 1 << 16
+# str.splitlines also ends a line at these; a line here ends at CR, LF or CRLF
+# only (as a text stream with newline="" reads it).
+_OTHER_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+_LINES = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+# The lines csv reads as no record at all.
+BLANK_LINES = ("\n", "\r\n", "\r")
 # OWASP's CSV injection guidance (and ASVS 1.2.10, which adds NUL): a
 # spreadsheet runs a cell that starts with one of these.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\0")
@@ -116,41 +126,107 @@ def text_lines(
     """Each line of `text` with its line break (CR, LF or CRLF), or, in its
     place, a RecordProblem for a line of more than `max_chars` characters
     (read in pieces and dropped, never held whole) or one that is not UTF-8."""
+    return itertools.chain.from_iterable(line_runs(text, max_chars))
+
+
+def line_runs(
+    text: IO[str], max_chars: int = MAX_LINE_CHARS
+) -> Iterator[list[str | RecordProblem]]:
+    """`text_lines` a run at a time: the lines of each piece of `text` read,
+    in order, as one list (never empty)."""
     limit = max_chars + 2  # the line and a CRLF
-    readline = text.readline
-    number = 0
-    pending: str | None = None  # a line read ahead (after a CR, to see an LF)
+    read = text.read
+    number = 0  # lines handed on so far
+    carry = ""  # the start of a line whose end is not read yet
     while True:
-        if pending is None:
-            line = readline(limit)
-        else:
-            line, pending = pending, None
-        if not line:
+        piece = read(_PIECE_CHARS)
+        if not piece:
+            if carry:
+                yield [_checked(carry, number + 1, max_chars)]
             return
-        number += 1
-        size = len(line) - _break_length(line)
-        if size <= max_chars:
-            yield _utf8_line(line, number)
-            continue
-        # Over the bound: count the rest of the line while dropping it.
-        head, last, piece = line, line, limit
-        while not _break_length(last):
-            last = readline(_SKIP_CHARS)
-            if not last:
-                break
-            size += len(last) - _break_length(last)
-            piece = _SKIP_CHARS
-        if last.endswith("\r") and len(last) == piece:
-            # The read stopped at a CR: an LF after it ends this line too.
-            pending = readline(limit)
-            if pending == "\n":
-                pending = None
-        yield RecordProblem(
-            f"line {number} has {size:,} characters, more than the {max_chars:,} "
-            "a line may have (--max-line-chars)",
-            _excerpt(head.rstrip("\r\n"), max_chars),
-            Code.PAYLOAD_TOO_LARGE,
-        )
+        data = carry + piece if carry else piece
+        if carry[-1:] not in ("", "\r") and "\n" not in piece and "\r" not in piece:
+            lines = []  # the carried line goes on
+            carry = data
+        else:
+            lines = _split_lines(data)
+            carry = lines.pop()
+            if carry.endswith("\n"):
+                lines.append(carry)
+                carry = ""
+            # else no line break yet, or a CR that an LF may follow.
+        if lines:
+            if max(map(len, lines)) > max_chars or not _is_utf8(data):
+                lines = [
+                    _checked(line, number + i, max_chars)
+                    for i, line in enumerate(lines, start=1)
+                ]
+            number += len(lines)
+            yield lines
+        if len(carry) - _break_length(carry) > max_chars:
+            # Over the bound: count the rest of the line while dropping it.
+            number += 1
+            problem, carry = _skip_line(text, carry, number, max_chars, limit)
+            yield [problem]
+
+
+def _split_lines(data: str) -> list[str]:
+    """`data` cut after each CR, LF or CRLF, line breaks kept; the last piece
+    may have none."""
+    if _OTHER_BREAKS.search(data) is None:
+        return data.splitlines(True)
+    return _LINES.findall(data)
+
+
+def _is_utf8(text: str) -> bool:
+    """Whether `text` holds no lone surrogate (an undecodable byte)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _checked(line: str, number: int, max_chars: int) -> str | RecordProblem:
+    """The line, or the RecordProblem that replaces it (too long, not UTF-8)."""
+    size = len(line) - _break_length(line)
+    if size > max_chars:
+        return _too_long(number, size, line[: max_chars + 2], max_chars)
+    return _utf8_line(line, number)
+
+
+def _too_long(number: int, size: int, head: str, max_chars: int) -> RecordProblem:
+    return RecordProblem(
+        f"line {number} has {size:,} characters, more than the {max_chars:,} "
+        "a line may have (--max-line-chars)",
+        _excerpt(head.rstrip("\r\n"), max_chars),
+        Code.PAYLOAD_TOO_LARGE,
+    )
+
+
+def _skip_line(
+    text: IO[str], head: str, number: int, max_chars: int, limit: int
+) -> tuple[RecordProblem, str]:
+    """(the problem of an over-long line whose first characters, `head`, were
+    read, what was read after it). The rest of the line is read in pieces and
+    dropped."""
+    size = len(head) - _break_length(head)
+    last, piece = head, len(head)
+    while not _break_length(last):
+        last = text.readline(_SKIP_CHARS)
+        if not last:
+            break
+        size += len(last) - _break_length(last)
+        piece = _SKIP_CHARS
+    after = ""
+    if last.endswith("\r") and len(last) == piece:
+        # The read stopped at a CR: an LF after it ends this line too.
+        after = text.read(1)
+        if after == "\n":
+            after = ""
+    return _too_long(number, size, head[:limit], max_chars), after
 
 
 def _utf8_line(line: str, number: int) -> str | RecordProblem:
@@ -178,16 +254,19 @@ class _Unreadable(Exception):
 
 
 def csv_records(
-    lines: Iterable[str | RecordProblem], max_chars: int = MAX_LINE_CHARS
+    lines: Iterable[str | RecordProblem],
+    max_chars: int = MAX_LINE_CHARS,
+    before: int = 0,
 ) -> Iterator[tuple[int, list[str] | RecordProblem]]:
     """(line number where the record starts, its cells) for each non-blank
     record of `lines` (from `text_lines`, which bounds each line), or a
     RecordProblem for one that cannot be read: a line `text_lines` refused,
     a record that csv cannot split, or one whose quoted fields carry it over
-    more than `max_chars` characters. Reading goes on at the next line."""
+    more than `max_chars` characters. Reading goes on at the next line.
+    Lines are numbered from `before` + 1."""
     source = iter(lines)
     taken: list[str] = []  # the lines the reader took for the current record
-    read = 0  # lines read so far (quoted fields may span lines)
+    read = before  # lines read so far (quoted fields may span lines)
     size = 0
 
     def feed() -> Iterator[str]:
@@ -235,6 +314,120 @@ def csv_records(
             continue
         if cells:  # csv yields [] for a blank line: no row there
             yield start, cells
+
+
+@dataclass(frozen=True)
+class PlainLines:
+    """Consecutive lines of a CSV file, numbered from `start`, with no quote
+    in them: each is one record (csv splits it at its commas alone) or blank."""
+
+    start: int
+    lines: list[str]
+
+
+# What csv_items hands on: plain lines, or one record as csv_records reads it.
+CsvItem = PlainLines | tuple[int, list[str] | RecordProblem]
+
+
+class _RunLines:
+    """The lines of a run, then of the runs after it as they are needed,
+    counting the lines handed out and the lines of the runs drawn."""
+
+    def __init__(
+        self, run: list[str | RecordProblem], runs: Iterator[list[Any]]
+    ) -> None:
+        self.lines = iter(run)
+        self.runs = runs
+        self.taken = 0
+        self.drawn = len(run)
+
+    def __iter__(self) -> _RunLines:
+        return self
+
+    def __next__(self) -> str | RecordProblem:
+        while True:
+            try:
+                line = next(self.lines)
+            except StopIteration:
+                run = next(self.runs)  # none left: the lines end here
+                self.lines = iter(run)
+                self.drawn += len(run)
+                continue
+            self.taken += 1
+            return line
+
+
+def csv_items(
+    runs: Iterable[list[str | RecordProblem]], max_chars: int = MAX_LINE_CHARS
+) -> Iterator[CsvItem]:
+    """The records of `runs` (from `line_runs`), as `csv_records` reads them:
+    a run with no quote and no RecordProblem as PlainLines (each line a record
+    or blank, split later in bulk), any other run record by record by
+    `csv_records`, which goes on into the next runs while a quoted field is
+    open and hands back at the first record that ends a run."""
+    runs = iter(runs)
+    number = 0  # the lines before the current run
+    for run in runs:
+        try:
+            plain = '"' not in "".join(run)  # type: ignore[arg-type]
+        except TypeError:  # a RecordProblem in the run
+            plain = False
+        if plain:
+            yield PlainLines(number + 1, run)  # type: ignore[arg-type]
+            number += len(run)
+            continue
+        source = _RunLines(run, runs)
+        for record in csv_records(source, max_chars, number):
+            yield record
+            if source.taken == source.drawn:
+                break
+        number += source.taken
+
+
+def plain_records(
+    start: int, lines: Sequence[str]
+) -> list[tuple[int, list[str] | RecordProblem]]:
+    """`csv_records` of plain lines (no quote, breaks only at their ends),
+    numbered from `start`: one record a line, none for a blank one."""
+    records: list[tuple[int, list[str] | RecordProblem]] = []
+    reader = csv.reader(lines)
+    for number, line in enumerate(lines, start):
+        try:
+            cells = next(reader)  # the whole line, even when it fails
+        except csv.Error as exc:
+            text = readable(line.rstrip("\r\n"))
+            records.append(
+                (number, RecordProblem(f"cannot split this CSV line: {exc}", text))
+            )
+            continue
+        if cells:
+            records.append((number, cells))
+    return records
+
+
+def record_count(lines: Sequence[str]) -> int:
+    """How many records plain lines hold: one a line, but for blank ones."""
+    return len(lines) - sum(map(lines.count, BLANK_LINES))
+
+
+def first_record(
+    items: Iterator[CsvItem],
+) -> tuple[
+    tuple[int, list[str] | RecordProblem] | None, Iterator[CsvItem], Iterator[CsvItem]
+]:
+    """(the first record of `items` or None, the items after it, the items
+    with it): the caller goes on with one of the two."""
+    for item in items:
+        if not isinstance(item, PlainLines):
+            return item, items, itertools.chain([item], items)
+        for k, line in enumerate(item.lines):
+            if line in BLANK_LINES:
+                continue
+            (record,) = plain_records(item.start + k, [line])
+            rest = PlainLines(item.start + k + 1, item.lines[k + 1 :])
+            after = itertools.chain([rest] if rest.lines else [], items)
+            return record, after, itertools.chain([item], items)
+    return None, iter(()), iter(())
 
 
 def jsonl_records(
@@ -357,6 +550,35 @@ def csv_lines(rows: Sequence[Sequence[Any]]) -> str:
     types, every text cell as `spreadsheet_text` writes it (numbers, booleans
     and kept JSON objects are no text and are written as they are)."""
     return "\n".join(",".join(map(_csv_cell, values)) for values in rows)
+
+
+def csv_column(values: Sequence[Any]) -> list[str]:
+    """The CSV cell of each value, as `csv_lines` writes it, a column at a
+    time: a column of one kind is checked as a whole, and only a column with
+    a cell to change is written value by value."""
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        if _QUOTED.search("".join(values)) is None and not any(
+            map(str.startswith, values, itertools.repeat(FORMULA_STARTS))
+        ):
+            return list(values)  # no text that a spreadsheet runs or splits
+    elif kinds == {int}:
+        return list(map(str, values))
+    elif kinds == {float}:
+        if all(map(math.isfinite, values)):
+            return list(map(repr, values))
+    elif kinds == {type(None)}:
+        return [""] * len(values)
+    return list(map(_csv_cell, values))
+
+
+def csv_block(columns: Sequence[Sequence[Any]], last: Any = None) -> str:
+    """`csv_lines` of rows given as equally long columns (and, with `last`,
+    one more cell, the same in every row)."""
+    cells = [csv_column(column) for column in columns]
+    if last is not None:
+        cells.append([_csv_cell(last)] * (len(cells[0]) if cells else 1))
+    return "\n".join(map(",".join, zip(*cells, strict=True)))
 
 
 def jsonl_line(columns: Sequence[str], values: Sequence[Any]) -> str:

@@ -7,6 +7,8 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import math
 import re
@@ -16,10 +18,18 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from batch.io import CellReader, RecordProblem, cell_reader, number_cell
+from batch.io import (
+    BLANK_LINES,
+    CellReader,
+    RecordProblem,
+    cell_reader,
+    number_cell,
+    plain_records,
+    text_cell,
+)
 from skserve.errors import BadRequest, Code
-from skserve.rows import Table, from_columns, to_table
-from skserve.schema import BOOLEAN, INTEGER, InputSchema
+from skserve.rows import Table, judge_columns, to_table
+from skserve.schema import BOOLEAN, INTEGER, Column, InputSchema
 
 
 @dataclass(frozen=True)
@@ -93,8 +103,25 @@ def row_values(table: Table, row: int, schema: InputSchema) -> list[Any]:
     return values
 
 
-def _nowhere(row: int, position: int) -> str:
-    return ""  # a chunk's failure only sends its rows to be judged alone
+def _values(
+    cells: Sequence[str], read: CellReader, column: Column
+) -> Sequence[Any] | np.ndarray:
+    """A column of cells as the JSON values `read` makes of each (see
+    batch.io.cell_reader), converted a column at a time where it can be."""
+    if read is number_cell:
+        try:
+            numbers = np.fromiter(map(float, cells), np.float64, len(cells))
+        except ValueError:  # a cell that is no number: each read alone
+            return list(map(number_cell, cells))
+        if not column.numeric or np.isnan(numbers).any():
+            # Categories are held as Python numbers; and a float64 array's NaN
+            # is a missing value, where a cell's "nan" is a number, refused as
+            # not finite.
+            return numbers.tolist()
+        return numbers
+    if read is text_cell:
+        return cells if "" not in cells else list(map(text_cell, cells))
+    return list(map(read, cells))
 
 
 class CsvRows:
@@ -105,9 +132,7 @@ class CsvRows:
     def __init__(self, layout: Layout, columns: tuple[str, ...] | None) -> None:
         self.layout = layout
         self.columns = columns
-        schema = layout.schema
-        self.strict = schema.strict_numeric
-        self.readers = [cell_reader(column) for column in schema.columns]
+        self.readers = [cell_reader(column) for column in layout.schema.columns]
         # A file without a header has no key columns: each kept value is None.
         self.no_keys: tuple[None, ...] = (None,) * len(layout.keep)
         # Where the model's features are in a record, in the model's order
@@ -139,46 +164,53 @@ class CsvRows:
         count) is read as a number, as rows of numbers always were."""
         return self.readers[j] if j < len(self.readers) else number_cell
 
+    @property
+    def width(self) -> int:
+        """How many cells a record has when it has one for each column."""
+        return self.layout.n_features if self.columns is None else len(self.columns)
+
+    def judge(
+        self, cells: Sequence[Sequence[str]], n_rows: int
+    ) -> tuple[Table, np.ndarray]:
+        """Records of `width` cells each, as columns of cells (by position in
+        the record) -> `skserve.rows.judge_columns` of their features: (the
+        valid rows' Table, a bool mask of which rows are valid)."""
+        schema = self.layout.schema
+        at = range(self.layout.n_features) if self.picks is None else self.picks
+        values = [
+            _values(cells[i], read, column)
+            for i, read, column in zip(at, self.readers, schema.columns, strict=True)
+        ]
+        return judge_columns(values, n_rows, schema)
+
+    def kept(self, cells: Sequence[Sequence[str]], n_rows: int) -> list[tuple]:
+        """The kept values of records of `width` cells, given as columns."""
+        if self.columns is None:
+            return [self.no_keys] * n_rows
+        if not self.kept_at:
+            return [()] * n_rows
+        nothing = [None] * n_rows  # a kept column the header lacks
+        kept = (nothing if i is None else cells[i] for i in self.kept_at)
+        return list(zip(*kept, strict=True))
+
     def table_all(
         self, file: str, records: Sequence[tuple[int, Any]]
     ) -> tuple[BlockKey, Table] | None:
         """The chunk's keys and valid rows, when every record has all its cells
-        and every row is valid; None otherwise (then `parse` takes each record
-        alone). Decoding only: `to_table` or `from_columns` judge the rows."""
-        layout, schema = self.layout, self.layout.schema
+        and every row is valid; None otherwise (then each record is taken
+        alone). Decoding only: `judge_columns` judges the rows."""
         if not self.complete:
             return None  # a feature column is missing: rows say which
-        width = layout.n_features if self.columns is None else len(self.columns)
-        picks = self.picks
+        width = self.width
         for _, cells in records:
             if type(cells) is not list or len(cells) != width:
                 return None
-        try:
-            if self.strict:
-                # Numbers only: as `number_cell` reads them, or none at all.
-                rows = []
-                for _, cells in records:
-                    picked = cells if picks is None else [cells[i] for i in picks]
-                    rows.append(list(map(float, picked)))
-                table = to_table(rows, single=False, schema=schema)
-            else:
-                at = range(width) if picks is None else picks
-                columns = [
-                    [read(cells[i]) for _, cells in records]
-                    for i, read in zip(at, self.readers, strict=True)
-                ]
-                table = from_columns(columns, len(records), schema, _nowhere)
-        except (ValueError, BadRequest):
+        columns = [[cells[i] for _, cells in records] for i in range(width)]
+        table, ok = self.judge(columns, len(records))
+        if not ok.all():
             return None  # a cell that is no number, or a value refused
         lines = [line for line, _ in records]
-        if self.columns is None:
-            return BlockKey(file, lines, [self.no_keys] * len(lines)), table
-        kept_at = self.kept_at
-        kept = [
-            tuple(None if i is None else cells[i] for i in kept_at)
-            for _, cells in records
-        ]
-        return BlockKey(file, lines, kept), table
+        return BlockKey(file, lines, self.kept(columns, len(records))), table
 
     def parse(self, cells: list[str]) -> tuple[list[Any] | dict[str, Any], tuple]:
         """(the row as the API's `features`, its kept values)."""
@@ -283,12 +315,116 @@ def check_records(
     csv_rows: CsvRows | None,
 ) -> tuple[BlockKey, Table, list[Rejection]]:
     """Records -> (the valid rows' key, their Table, the rejections). Each row
-    is judged alone, as `{"features": row}` would be."""
-    if csv_rows is not None:
-        decoded = csv_rows.table_all(file, records)
-        if decoded is not None:
-            key, table = decoded
-            return key, table, []
+    is judged as `{"features": row}` would be alone: CSV records with a cell
+    for each column are judged a block at once (the same checks, column by
+    column), and the rows that fail there, with the other records, one by one,
+    which names what is wrong."""
+    if csv_rows is None or not csv_rows.complete:
+        return _one_by_one(file, records, layout, csv_rows)
+    width = csv_rows.width
+    shaped = [
+        k
+        for k, (_, cells) in enumerate(records)
+        if type(cells) is list and len(cells) == width
+    ]
+    columns = [[records[k][1][i] for k in shaped] for i in range(width)]
+    lines = [records[k][0] for k in shaped]
+    return _checked_block(file, lines, columns, records, shaped, layout, csv_rows)
+
+
+def check_lines(
+    file: str, start: int, lines: list[str], layout: Layout, csv_rows: CsvRows
+) -> tuple[BlockKey, Table, list[Rejection]]:
+    """`check_records` of plain lines (batch.io.PlainLines, numbered from
+    `start`: one record a line, no quote), split and judged a block at once;
+    a line without a cell for each column, or whose row fails there, is
+    judged alone."""
+    if (
+        not csv_rows.complete
+        or not lines
+        or max(map(len, lines)) > csv.field_size_limit()
+    ):
+        # A feature column missing, or a cell csv may refuse as too large:
+        # each line alone says so.
+        return _one_by_one(file, plain_records(start, lines), layout, csv_rows)
+    width = csv_rows.width
+    commas = list(map(str.count, lines, itertools.repeat(",")))
+    shaped: Sequence[int]
+    if commas.count(width - 1) == len(lines) and (
+        width > 1 or not any(map(BLANK_LINES.__contains__, lines))
+    ):
+        shaped = range(len(lines))
+        text = "".join(lines)
+    else:
+        shaped = [
+            k
+            for k, count in enumerate(commas)
+            if count == width - 1 and lines[k] not in BLANK_LINES
+        ]
+        text = "".join([lines[k] for k in shaped])
+    # A plain line has no quote and breaks only at its end, so its cells are
+    # the text between its commas, as csv splits it; and a CR followed by an
+    # LF here is one CRLF (no line but a blank one starts with an LF).
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    cells = text.replace("\n", ",").split(",")
+    if text.endswith("\n"):
+        cells.pop()  # the empty text after the last line break
+    if len(cells) != len(shaped) * width:  # a line break inside a line
+        return _one_by_one(file, plain_records(start, lines), layout, csv_rows)
+    columns = [cells[i::width] for i in range(width)]
+    numbers = [start + k for k in shaped]
+    records = [(start + k, line) for k, line in enumerate(lines)]
+    return _checked_block(
+        file, numbers, columns, records, shaped, layout, csv_rows, plain=True
+    )
+
+
+def _checked_block(
+    file: str,
+    lines: list[int],
+    columns: list[Sequence[str]],
+    records: Sequence[tuple[int, Any]],
+    shaped: Sequence[int],
+    layout: Layout,
+    csv_rows: CsvRows,
+    plain: bool = False,
+) -> tuple[BlockKey, Table, list[Rejection]]:
+    """The `shaped` records (numbered `lines`, their cells as `columns`)
+    judged as a block, then every other record one by one, as one block in
+    line order and the rejections. With `plain`, records hold plain lines."""
+    table, ok = csv_rows.judge(columns, len(lines))
+    kept = csv_rows.kept(columns, len(lines))
+    if len(shaped) == len(records) and ok.all():
+        return BlockKey(file, lines, kept), table, []
+    good = ok.tolist()
+    lines = list(itertools.compress(lines, good))
+    kept = list(itertools.compress(kept, good))
+    judged = set(itertools.compress(shaped, good))
+    rest = [record for k, record in enumerate(records) if k not in judged]
+    if plain:
+        rest = [
+            record for number, line in rest for record in plain_records(number, [line])
+        ]
+    key, others, rejected = _one_by_one(file, rest, layout, csv_rows)
+    if not key.lines:
+        return BlockKey(file, lines, kept), table, rejected
+    # Rows the block could not judge that passed alone: all in line order.
+    numbers, keys = lines + key.lines, kept + key.kept
+    order = np.argsort(np.array(numbers), kind="stable")
+    both = Table.concat([table, others])
+    key = BlockKey(file, [numbers[i] for i in order], [keys[i] for i in order])
+    return key, Table(both.numbers[order], both.objects[order]), rejected
+
+
+def _one_by_one(
+    file: str,
+    records: Sequence[tuple[int, Any]],
+    layout: Layout,
+    csv_rows: CsvRows | None,
+) -> tuple[BlockKey, Table, list[Rejection]]:
+    """Records -> (the valid rows' key, their Table, the rejections), each row
+    parsed and judged alone by `to_table`, with the API's message."""
     schema = layout.schema
     rejected: list[Rejection] = []
     parsed: list[tuple[int, tuple, Any, Any]] = []

@@ -288,3 +288,18 @@ def test_a_float_matrix_holds_booleans_as_zero_or_one_only() -> None:
     ]
     with pytest.raises(BadRequest, match=r"must be true or false, got 0\.5"):
         from_matrix(np.array([[0.5]]), schema, where)
+
+
+def test_an_integer_beyond_float_range_in_a_category_column_is_a_refusal() -> None:
+    # JSON integers have no size limit; `math.isfinite(10**400)` raises.
+    row = list(ROW)
+    row[5] = 10**400
+    where = lambda row, column: f"input {TYPED.names[column]!r} row {row}"  # noqa: E731
+    columns: list[list[Any]] = [[value] for value in row]
+
+    assert _typed_refusal([row], single=True).startswith(
+        "features[5] ('size') must be a number (one of its categories), got 1000"
+    )
+    with pytest.raises(BadRequest) as raised:
+        from_columns(columns, 1, TYPED, where)
+    assert raised.value.message.startswith("input 'size' row 0 must be a number")
