@@ -34,6 +34,7 @@ import pytest
 import requests
 
 from tests.deploy.frames import FRAME_COLUMNS, MIXED_ROWS, frame_of, publish_canonical
+from tests.deploy.sizes import assert_documented, documented_mb, mentioned_mb
 from tests.support import (
     REPO,
     SEED_FEATURES,
@@ -1194,3 +1195,13 @@ def test_slim_venv_is_the_full_venv_without_scikit_learn_scipy_and_joblib(
     assert {package: full.get(package) for package in slim} == slim
     assert "onnxruntime" in slim
     assert slim_size < full_size
+    # What the docs say, within a tolerance (tests/deploy/sizes.py).
+    full_documented, slim_documented = documented_mb(
+        "Cloud Functions: site-packages of a Python 3.12 venv"
+    )
+    assert_documented("full site-packages", full_size, full_documented)
+    assert_documented("slim site-packages", slim_size, slim_documented)
+    assert (
+        mentioned_mb("deploy/gcloud.md", r"\(([\d.]+) MB of site-packages\)")
+        == full_documented
+    )

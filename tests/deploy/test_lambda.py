@@ -44,6 +44,7 @@ import numpy as np
 import pytest
 
 from tests.deploy.frames import FRAME_COLUMNS, MIXED_ROWS, frame_of, publish_canonical
+from tests.deploy.sizes import assert_documented, documented_mb, mentioned_mb
 from tests.support import (
     REPO,
     SEED_FEATURES,
@@ -1635,6 +1636,22 @@ def test_both_profiles_fit_lambdas_limit_and_slim_is_the_smaller(
         )
     assert sizes["slim"][0] < sizes["full"][0] < LAMBDA_UNZIPPED_LIMIT
     assert sizes["slim"][1] < sizes["full"][1]
+    # What the docs say, within a tolerance (tests/deploy/sizes.py).
+    full_unzipped, full_zipped, slim_unzipped, slim_zipped = documented_mb(
+        "Lambda artifact"
+    )
+    assert_documented("full unzipped", sizes["full"][0], full_unzipped)
+    assert_documented("full zipped", sizes["full"][1], full_zipped)
+    assert_documented("slim unzipped", sizes["slim"][0], slim_unzipped)
+    assert_documented("slim zipped", sizes["slim"][1], slim_zipped)
+    # The Lambda page repeats the table's figures; they must agree.
+    assert mentioned_mb("deploy/lambda.md", r"\*\*([\d.]+) MB unzipped\*\*") == (
+        full_unzipped
+    )
+    assert mentioned_mb("deploy/lambda.md", r"\(([\d.]+) MB zipped\)") == full_zipped
+    assert mentioned_mb("deploy/lambda.md", r"the slim profile: ([\d.]+) MB") == (
+        slim_unzipped
+    )
 
 
 def test_slim_packaged_handler_serves_the_twin_under_python312_without_sklearn(
