@@ -21,7 +21,9 @@ from bench.models import (
     prepare_models,
     publish,
 )
-from bench.report import goals, render, summarise
+from bench.report import render
+from bench.report.medians import summarise
+from bench.report.targets import goals
 from bench.run import run_once
 from bench.servers import targets
 

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from werkzeug.exceptions import BadRequest, UnsupportedMediaType
 
-from bench import alone, client, load, models, report, run, servers
+from bench import alone, client, load, models, run, servers
 from bench.common import NOOP_ANSWER, PARSE_ANSWER, BenchError, Target
+from bench.report import cells, medians, targets
 from tests.support import REPO
 
 SCRIPT = REPO / "bench" / "coldstart.py"
@@ -140,7 +141,7 @@ def test_bench_reports_every_server_with_every_figure(tmp_path: Path) -> None:
     assert all(_number(cell) >= 0 for row in loading for cell in row[1:]), loading
 
     goals = _table(done.stdout, "| target | wanted |")
-    assert [row[0] for row in goals] == [goal[0] for goal in report.GOALS]
+    assert [row[0] for row in goals] == [goal[0] for goal in targets.GOALS]
     assert {row[3] for row in goals} <= {"met", "missed"}
 
     raw = json.loads(raw_path.read_text())
@@ -462,7 +463,7 @@ def test_the_functions_load_time_is_read_from_its_load_log_line() -> None:
 
 
 def _row(**figures: float) -> dict[str, Any]:
-    keys = (*report.SUMMARY_FIELDS, "alone_rows_per_s")
+    keys = (*medians.SUMMARY_FIELDS, "alone_rows_per_s")
     return {key: figures.get(key) for key in keys}
 
 
@@ -476,7 +477,7 @@ def test_targets_compare_the_servers_they_name_and_skip_absent_ones() -> None:
     summary["ONNX"]["alone_rows_per_s"] = 100_000
     rows = {
         title: (measured, verdict)
-        for title, _, measured, verdict in report.goals(summary)
+        for title, _, measured, verdict in targets.goals(summary)
     }
     assert rows["ONNX p50 vs PARSE"] == ("2.00x", "missed")
     assert rows["ONNX req/s vs PARSE"] == ("0.50x", "missed")
@@ -510,5 +511,5 @@ def test_onnxruntime_alone_runs_the_published_twin_on_the_servers_rows(
 
 
 def test_small_ratios_keep_two_significant_digits() -> None:
-    shown = [report._times(r) for r in (0.0043, 0.05, 0.5, 1.0, 12.34, None)]
+    shown = [cells.times(r) for r in (0.0043, 0.05, 0.5, 1.0, 12.34, None)]
     assert shown == ["0.0043x", "0.05x", "0.50x", "1.00x", "12.3x", "n/a"]
