@@ -261,7 +261,7 @@ const DECIMAL = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
  * it starts with a character that makes the spreadsheet run it as a formula
  * ("=cmd|' /C calc'!A0", "@SUM(1)", "+HYPERLINK(...)", "-2+3"), unless it is
  * a number written in decimal notation ("-1.5", "+3"), which runs nothing.
- * The batch job's CSV output (batch/io.py) applies the same rule.
+ * The batch job's CSV output (batch/io/output.py) applies the same rule.
  * @param {string} text
  * @returns {string}
  */

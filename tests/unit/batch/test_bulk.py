@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import batch.io
-import batch.validate
+import batch.io.lines
+import batch.validate.check
 from batch.handler import Outcomes, Refused, Scored
 from batch.io import (
     EXCERPT_CHARS,
@@ -116,8 +116,8 @@ TEXT = st.lists(
 @pytest.fixture
 def small_pieces(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Read in pieces of a few characters, so lines and CRLFs straddle them."""
-    monkeypatch.setattr(batch.io, "_PIECE_CHARS", 3)
-    monkeypatch.setattr(batch.io, "_SKIP_CHARS", 2)
+    monkeypatch.setattr(batch.io.lines, "_PIECE_CHARS", 3)
+    monkeypatch.setattr(batch.io.lines, "_SKIP_CHARS", 2)
     yield
 
 
@@ -129,8 +129,8 @@ def test_lines_are_cut_bounded_and_checked_as_the_rules_say() -> None:
     def check(text: str, max_chars: int, piece: int, skip: int) -> None:
         seen.append(text)
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(batch.io, "_PIECE_CHARS", piece)
-            patch.setattr(batch.io, "_SKIP_CHARS", skip)
+            patch.setattr(batch.io.lines, "_PIECE_CHARS", piece)
+            patch.setattr(batch.io.lines, "_SKIP_CHARS", skip)
             got = list(text_lines(io.StringIO(text, newline=""), max_chars))
             runs = list(line_runs(io.StringIO(text, newline=""), max_chars))
         assert got == spec_lines(text, max_chars)
@@ -151,7 +151,7 @@ def test_lines_read_from_bytes_in_any_decoder_chunks_are_the_same() -> None:
         stream = text_stream(raw)
         stream._CHUNK_SIZE = chunk  # type: ignore[attr-defined]
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(batch.io, "_PIECE_CHARS", 4)
+            patch.setattr(batch.io.lines, "_PIECE_CHARS", 4)
             got = list(text_lines(stream, max_chars))
         assert got == spec_lines(text, max_chars)
 
@@ -181,7 +181,7 @@ def test_csv_items_give_the_records_csv_records_gives_line_by_line() -> None:
         seen.append(text)
         expected = list(csv_records(spec_lines(text, max_chars), max_chars))
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(batch.io, "_PIECE_CHARS", piece)
+            patch.setattr(batch.io.lines, "_PIECE_CHARS", piece)
             stream = io.StringIO(text, newline="")
             items = list(csv_items(line_runs(stream, max_chars), max_chars))
             first, rest, _ = first_record(iter(items))
@@ -408,7 +408,7 @@ def test_a_block_sends_only_its_failing_rows_to_be_judged_alone(
         judged_alone.append(features)
         return real(features, layout)
 
-    monkeypatch.setattr(batch.validate, "validate", counted)
+    monkeypatch.setattr(batch.validate.check, "validate", counted)
     lines = [f"k{i},{i},{i}.5\n" for i in range(1000)]
     lines[10] = "k10,1,x\n"
     lines[500] = "k500,nan,2\n"
