@@ -45,6 +45,7 @@ from batch.validate import (
 from skserve.errors import BadRequest, Code
 from skserve.rows import Table, judge_columns, to_table
 from skserve.schema import InputSchema
+from tests.unit.batch.typed import TYPED_SCHEMA as TYPED
 
 SETTINGS = settings(
     max_examples=400,
@@ -215,32 +216,6 @@ def test_a_quoted_field_over_many_runs_is_one_record(small_pieces: None) -> None
     assert plain and plain[-1].lines[-1] == "7,8\n"
 
 
-TYPED = InputSchema.from_json(
-    {
-        "format": "dataframe",
-        "columns": [
-            {"name": "income", "kind": "number", "nullable": True},
-            {"name": "age", "kind": "integer", "nullable": False},
-            {"name": "member", "kind": "boolean", "nullable": True},
-            {"name": "plan", "kind": "string", "nullable": False},
-            {
-                "name": "region",
-                "kind": "category",
-                "nullable": True,
-                "categories": ["n", "s"],
-                "unknown": False,
-            },
-            {
-                "name": "tier",
-                "kind": "category",
-                "nullable": False,
-                "categories": [1, 2, 3],
-                "unknown": True,
-            },
-        ],
-    },
-    named=True,
-)
 # Cells of each column, valid and not: numbers as Python reads them (spaces,
 # underscores, exponents, nan, infinity), texts, empty cells.
 NUMBER_CELLS = ["52.5", "", " 7 ", "1_0", "1e3", "abc", "nan", "-inf", "1e999", "+.5"]

@@ -27,39 +27,12 @@ from skserve.manifest import Manifest
 from skserve.rows import Table
 from skserve.schema import InputSchema
 from tests.support import call, latest_version, publish_estimator
+from tests.unit.batch.typed import TYPED_SCHEMA
 
 NAMED = Layout(InputSchema.numeric(2, ["a", "b"]), ("id",))
 UNNAMED = Layout(InputSchema.numeric(2, None), ("id",))
 # Every kind, missing values allowed in some columns, a closed category list.
-TYPED = Layout(
-    InputSchema.from_json(
-        {
-            "format": "dataframe",
-            "columns": [
-                {"name": "income", "kind": "number", "nullable": True},
-                {"name": "age", "kind": "integer", "nullable": False},
-                {"name": "member", "kind": "boolean", "nullable": True},
-                {"name": "plan", "kind": "string", "nullable": False},
-                {
-                    "name": "region",
-                    "kind": "category",
-                    "nullable": True,
-                    "categories": ["n", "s"],
-                    "unknown": False,
-                },
-                {
-                    "name": "tier",
-                    "kind": "category",
-                    "nullable": False,
-                    "categories": [1, 2, 3],
-                    "unknown": True,
-                },
-            ],
-        },
-        named=True,
-    ),
-    ("id",),
-)
+TYPED = Layout(TYPED_SCHEMA, ("id",))
 
 
 def served_layout(model_dir: Path, keep: tuple[str, ...] = ()) -> Layout:
