@@ -158,8 +158,15 @@ def _unique(text: bytes | str, value: Any) -> bool:
     return members == _STRING.sub(b"", raw).count(b":")
 
 
+# msgspec nests a few levels deeper than the json module before refusing; a
+# body nested deeper than any protocol's (v1 is 3 levels, V2 a few more) goes
+# the json module's way, so what is refused as too deep stays what it was.
+_DEEPEST = 64
+
+
 def _members(value: Any, containers: int) -> int:
-    """How many members all the objects in `value` hold together.
+    """How many members all the objects in `value` hold together (-1 past
+    `_DEEPEST` levels of nesting).
 
     Breadth first, containers only; once it has found `containers` of them
     (the text's `[` and `{`, an upper bound) no value left can be one, so the
@@ -167,7 +174,11 @@ def _members(value: Any, containers: int) -> int:
     """
     found = [value] if type(value) is dict or type(value) is list else []
     level = list(found)
+    depth = 1
     while level and len(found) < containers:
+        depth += 1
+        if depth > _DEEPEST:
+            return -1  # no count: the json module decides, as it always did
         inner = [
             item
             for container in level

@@ -225,6 +225,8 @@ def _shown(value: Any) -> str:
         shown = json.dumps(value)
     except (TypeError, ValueError):
         shown = repr(value)
+    except RecursionError:  # a value nested as deep as the decoder allowed
+        shown = "[...]" if isinstance(value, list) else "{...}"
     return shown if len(shown) <= 40 else shown[:37] + "..."
 
 

@@ -177,6 +177,23 @@ def test_a_body_of_empty_containers_is_refused_before_it_is_decoded(
     assert "MAX_ROWS=10000" in response.get_json()["error"]["message"]
 
 
+@pytest.mark.parametrize("depth", range(930, 1011, 2))
+def test_a_row_nested_near_the_decoders_limit_is_a_400(
+    served: Path, depth: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Near the limit a body is refused as nested too deeply, or decoded and its
+    # cell refused; the refusal quotes the cell, which once raised a
+    # RecursionError there (a 500 and an ERROR line).
+    row = "[" * depth + "]" * depth + ", 1, 2, 3, 4, 5, 6, 7, 8, 9"
+    body = '{"features": [' + row + "]}"
+
+    response = call(data=body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] in ("invalid_json", "invalid_value")
+    assert '"severity":"ERROR"' not in capsys.readouterr().out
+
+
 def test_brackets_inside_strings_do_not_count_against_the_structure_budget(
     served: Path,
 ) -> None:

@@ -176,6 +176,18 @@ def test_decode_json_answers_what_the_json_module_answers(data: bytes | str) -> 
     assert fast == strict
 
 
+@pytest.mark.parametrize("depth", [63, 64, 65, 500])
+def test_decode_json_leaves_deep_nesting_to_the_json_module(depth: int) -> None:
+    # msgspec allows a few levels more than the json module: past any
+    # protocol's depth the json module decides (tests/integration/
+    # test_hardening.py sends every depth near the limit through the function).
+    data = b'{"features": [' + b"[" * depth + b"]" * depth + b", 1]}"
+
+    fast, strict = _both(data)
+
+    assert fast == strict
+
+
 @pytest.mark.parametrize(
     "data",
     [

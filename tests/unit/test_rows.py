@@ -303,3 +303,15 @@ def test_an_integer_beyond_float_range_in_a_category_column_is_a_refusal() -> No
     with pytest.raises(BadRequest) as raised:
         from_columns(columns, 1, TYPED, where)
     assert raised.value.message.startswith("input 'size' row 0 must be a number")
+
+
+def test_a_value_nested_too_deep_to_print_is_still_a_refusal() -> None:
+    nested: list[Any] = []
+    for _ in range(100_000):
+        nested = [nested]
+    row = list(ROW)
+    row[0] = nested
+
+    assert _typed_refusal([row], single=True) == (
+        "features[0] ('income') must be a finite number, got [...]"
+    )

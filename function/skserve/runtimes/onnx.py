@@ -316,8 +316,8 @@ def release_freed_memory() -> bool:
     an older layout, then to nodes, through a node-id hash map) and frees the
     rest; glibc keeps those freed pages mapped, in the arena of the request
     thread that built the session. Measured on the bench's 1,000-tree forest
-    twin (onnxruntime 1.32): the session kept 49 MB of PSS, 18 MB after
-    malloc_trim(0), which took about 4 ms. Serverless memory is billed and
+    twin (onnxruntime 1.32): the session kept 47.3 MiB of PSS, 15.0 MiB after
+    malloc_trim(0), which took 2.5-7 ms. Serverless memory is billed and
     capped at its peak, and the pages would otherwise wait for reuse.
     """
     try:
