@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import ast
 import fnmatch
-import glob
 import io
 import json
 import os
@@ -49,42 +48,12 @@ from tests.support import (
     settings_fields,
     unexposed,
 )
+from tests.venvs import clean_env, install_venv
 
 pytestmark = pytest.mark.e2e
 
 FUNCTION = REPO / "function"
 DEPLOY_SCRIPT = REPO / "infra" / "deploy-gcloud.sh"
-PIP_CACHE = REPO / ".cache" / "pip"  # gitignored
-
-
-# --- Python 3.12 (the runtime Cloud Functions runs) ------------------------------
-
-
-def _is_python312(candidate: str) -> bool:
-    try:
-        result = subprocess.run(
-            [candidate, "-c", "import sys; print(sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except OSError:
-        return False
-    return result.returncode == 0 and result.stdout.strip() == "(3, 12)"
-
-
-def find_python312() -> str:
-    """python3.12 on PATH if it runs (a pyenv shim may not), else pyenv's 3.12."""
-    found = shutil.which("python3.12")
-    candidates = [found] if found else []
-    candidates += sorted(
-        glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")),
-        reverse=True,
-    )
-    for candidate in candidates:
-        if _is_python312(candidate):
-            return candidate
-    raise AssertionError(f"no working python3.12 among {candidates}")
 
 
 # --- .gcloudignore, as gcloud reads it ----------------------------------------------
@@ -243,17 +212,6 @@ print(json.dumps({"failed": failed, "version": sys.version_info[:2]}))
 """
 
 
-def clean_env(venv: Path, extra: Mapping[str, str]) -> dict[str, str]:
-    """Nothing from the dev environment: the venv's PATH and the given settings."""
-    return {
-        "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    }
-
-
 class BundleServer(FunctionServer):
     """The bundle venv's functions-framework, started inside the bundle folder the
     way Cloud Functions starts it: `functions-framework --target=predict` (the
@@ -282,30 +240,6 @@ class BundleServer(FunctionServer):
 def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """function/ exactly as gcloud uploads it."""
     return build_bundle(FUNCTION, tmp_path_factory.mktemp("gcf") / "bundle")
-
-
-def install_venv(requirements: Path, folder: Path) -> Path:
-    """A fresh Python 3.12 venv in `folder` holding only `requirements`."""
-    venv = folder / "venv"
-    subprocess.run([find_python312(), "-m", "venv", str(venv)], check=True, timeout=300)
-    installed = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-            str(requirements),
-        ],
-        env={**clean_env(venv, {}), "PIP_CACHE_DIR": str(PIP_CACHE)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert installed.returncode == 0, installed.stderr[-4000:]
-    return venv
 
 
 @pytest.fixture(scope="module")

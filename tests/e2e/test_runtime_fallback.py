@@ -2,17 +2,15 @@
 imported, and MODEL_RUNTIME=onnx there is a clear 503: run for real, in a fresh
 Python 3.12 venv holding the function's requirements minus onnxruntime.
 
-The venv is built as tests/deploy/test_gcf.py builds the deploy's (pip from
-function/requirements.txt, the repository's .cache/pip), and serves a copy of
-function/ with its own functions-framework, with nothing of the test's
+The venv is built as tests/deploy/test_gcf.py builds the deploy's (tests/venvs.py:
+pip from function/requirements.txt, the repository's .cache/pip), and serves a
+copy of function/ with its own functions-framework, with nothing of the test's
 environment: no monkeypatched import stands in for the missing package.
 """
 
 from __future__ import annotations
 
-import glob
 import json
-import os
 import pickle
 import shutil
 import subprocess
@@ -25,52 +23,18 @@ import requests
 
 from tests.e2e.tabular import SHAPES, Published, customers
 from tests.support import REPO, FunctionServer, run_train
+from tests.venvs import clean_env, install_venv
 
 pytestmark = pytest.mark.e2e
 
 FUNCTION = REPO / "function"
-PIP_CACHE = REPO / ".cache" / "pip"  # gitignored; shared with tests/deploy/
 SHAPE = next(shape for shape in SHAPES if shape.name == "ct_logistic")
-
-
-def _python312() -> str:
-    """python3.12 on PATH if it runs (a pyenv shim may not), else pyenv's 3.12."""
-    found = shutil.which("python3.12")
-    candidates = [found] if found else []
-    candidates += sorted(
-        glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")),
-        reverse=True,
-    )
-    for candidate in candidates:
-        try:
-            result = subprocess.run(
-                [candidate, "-c", "import sys; print(sys.version_info[:2])"],
-                capture_output=True,
-                text=True,
-                timeout=30,
-            )
-        except OSError:
-            continue
-        if result.returncode == 0 and result.stdout.strip() == "(3, 12)":
-            return candidate
-    raise AssertionError(f"no working python3.12 among {candidates}")
-
-
-def _clean_env(venv: Path, extra: Mapping[str, str]) -> dict[str, str]:
-    """Nothing from the dev environment: the venv's PATH and the given settings."""
-    return {
-        "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-        "HOME": os.environ.get("HOME", "/tmp"),
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    }
 
 
 def _venv_python(venv: Path, code: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(venv / "bin" / "python"), "-c", code],
-        env=_clean_env(venv, {}),
+        env=clean_env(venv, {}),
         capture_output=True,
         text=True,
         timeout=120,
@@ -86,26 +50,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert len(kept) == len(lines) - 1, "requirements.txt pins no onnxruntime"
     requirements = folder / "requirements.txt"
     requirements.write_text("\n".join(kept) + "\n")
-    venv = folder / "venv"
-    subprocess.run([_python312(), "-m", "venv", str(venv)], check=True, timeout=300)
-    installed = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "-r",
-            str(requirements),
-        ],
-        env={**_clean_env(venv, {}), "PIP_CACHE_DIR": str(PIP_CACHE)},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert installed.returncode == 0, installed.stderr[-4000:]
-    return venv
+    return install_venv(requirements, folder)
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +111,7 @@ class _VenvServer(FunctionServer):
         ]
 
     def environment(self, env: Mapping[str, str]) -> dict[str, str]:
-        return _clean_env(self.venv, env)
+        return clean_env(self.venv, env)
 
 
 @pytest.fixture
