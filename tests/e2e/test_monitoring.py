@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import pytest
 import requests
 
 from skserve.metrics import EMF_METRICS, NAMESPACE, percentile
+from tests.deploy.events import http_api_event
 from tests.monitoring_support import (
     LAMBDA_METRICS,
     EmfSeries,
@@ -573,41 +573,6 @@ def test_local_command_prints_the_tables_for_make_runs_output(run: Run) -> None:
 # --- AWS Lambda: the handler's lines are EMF documents the alarms can read ------------
 
 
-def _http_event(method: str, path: str, body: Any = None) -> dict[str, Any]:
-    """An API Gateway HTTP API event, payload format 2.0."""
-    text = None if body is None else json.dumps(body)
-    return {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": {
-            "host": "abc123.execute-api.eu-west-1.amazonaws.com",
-            "content-type": "application/json",
-            "x-forwarded-proto": "https",
-            "x-forwarded-port": "443",
-        },
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": "abc123",
-            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "pytest",
-            },
-            "requestId": uuid.uuid4().hex,
-            "routeKey": "$default",
-            "stage": "$default",
-            "timeEpoch": int(time.time() * 1000),
-        },
-        "body": text,
-        "isBase64Encoded": False,
-    }
-
-
 LAMBDA_NAME = "sklearn-serverless-ci-predict"
 
 
@@ -650,11 +615,11 @@ def test_lambda_lines_are_valid_emf_documents_of_every_metric_alarms_and_dashboa
     served, served_lines = _lambda_lines(
         lambda_handler,
         [
-            _http_event("POST", "/predict", {"features": SEED_FEATURES}),
-            _http_event("POST", "/predict", {"instances": [SEED_FEATURES] * 2}),
-            _http_event("POST", "/predict", {"features": [1.0]}),
-            _http_event("GET", "/nowhere"),
-            _http_event("POST", "/v2/models/seed/infer", _v2_body([SEED_FEATURES])),
+            http_api_event("POST", "/predict", {"features": SEED_FEATURES}),
+            http_api_event("POST", "/predict", {"instances": [SEED_FEATURES] * 2}),
+            http_api_event("POST", "/predict", {"features": [1.0]}),
+            http_api_event("GET", "/nowhere"),
+            http_api_event("POST", "/v2/models/seed/infer", _v2_body([SEED_FEATURES])),
         ],
         capsys,
     )
@@ -663,7 +628,7 @@ def test_lambda_lines_are_valid_emf_documents_of_every_metric_alarms_and_dashboa
     monkeypatch.setenv("MODEL_URI", str(tmp_path / "empty" / "seed"))
     failing, failing_lines = _lambda_lines(
         lambda_handler,
-        [_http_event("POST", "/predict", {"features": SEED_FEATURES})],
+        [http_api_event("POST", "/predict", {"features": SEED_FEATURES})],
         capsys,
     )
 
