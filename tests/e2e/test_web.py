@@ -35,6 +35,7 @@ from tests.e2e.web_support import (
     start_js,
     visible,
 )
+from tests.spreadsheet_cells import FORMULAS, NUMBER_TEXT, PLAIN_TEXT
 from tests.support import (
     FunctionServer,
     free_port,
@@ -745,19 +746,7 @@ def test_client_tells_network_failure_and_cors_block_from_api_errors(
     assert len(network["requestId"]) == 32  # the one it sent, to find in logs
 
 
-FORMULAS = [
-    "=cmd|' /C calc'!A0",
-    "@SUM(1)",
-    '+HYPERLINK("http://evil.example","x")',
-    "-2+3",
-    "\t=1+1",
-    "\r=1+1",
-    "\x00=1",
-    "-",
-    "-1.5 ",
-    "-Infinity",
-]
-HARMLESS = ["-1.5", "+3", "1e-3", "-.5", "007", "plain", " =1", "a=b", "'=1", ""]
+HARMLESS = NUMBER_TEXT + PLAIN_TEXT
 
 
 def test_csv_download_defuses_text_a_spreadsheet_would_run_but_not_numbers(

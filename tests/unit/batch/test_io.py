@@ -31,6 +31,7 @@ from batch.io import (
     text_stream,
 )
 from skserve.schema import Column, InputSchema
+from tests.spreadsheet_cells import FORMULAS, NUMBER_TEXT, PLAIN_TEXT
 
 NUMBERS = InputSchema.numeric(2, ["a", "b"])
 TEXT = InputSchema(
@@ -311,27 +312,6 @@ def test_csv_lines_quote_newlines_and_commas_and_spell_json_values() -> None:
     assert csv_line(["only"]) == "only"
 
 
-# OWASP's CSV injection guidance: a spreadsheet runs a cell that starts with
-# one of = + - @ tab CR (ASVS 1.2.10 adds NUL).
-FORMULAS = [
-    "=cmd|' /C calc'!A0",
-    "@SUM(1)",
-    '+HYPERLINK("http://evil.example","x")',
-    "-2+3",
-    "\t=1+1",
-    "\r=1+1",
-    "\x00=1",
-    "=",
-    "-",
-    "+ 3",
-    "-1.5 ",
-    "-inf",
-    "-0x1f",
-]
-# Text that spells a number: a spreadsheet reads the number, which runs nothing.
-NUMBER_TEXT = ["-1.5", "+3", "1e-3", "-.5", "+2.", "-1E+10", "7", "007", "-0"]
-
-
 @pytest.mark.parametrize("text", FORMULAS)
 def test_text_a_spreadsheet_would_run_gets_a_leading_apostrophe(text: str) -> None:
     assert spreadsheet_text(text) == "'" + text
@@ -341,7 +321,7 @@ def test_text_a_spreadsheet_would_run_gets_a_leading_apostrophe(text: str) -> No
     ]
 
 
-@pytest.mark.parametrize("text", [*NUMBER_TEXT, "plain", " =1+1", "a=b", "'=1", ""])
+@pytest.mark.parametrize("text", [*NUMBER_TEXT, *PLAIN_TEXT])
 def test_text_that_runs_nothing_is_written_as_it_is(text: str) -> None:
     assert spreadsheet_text(text) == text
     written = csv_lines([[text, "v1"]])
